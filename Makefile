@@ -1,0 +1,33 @@
+# Two commands matter: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test unit integration worker clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+	$(PY) -m streams.devkit.broker --resolve-only
+
+demo: install
+	$(PY) -m streams.devkit.demo
+
+test: install
+	$(PY) -m pytest -ra
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -ra tests/unit
+
+integration: install
+	$(PY) -m pytest -ra tests/integration
+
+worker: $(VENV)/.installed
+	$(PY) -m streams worker --loglevel info
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

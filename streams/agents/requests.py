@@ -1,0 +1,37 @@
+"""The request agent: read each record, hand it to the processor, never crash on input.
+
+Acks are disabled on the stream: :class:`streams.inflight.KeyedInFlight` acks each
+record once its outcome is published, in offset order per partition.
+"""
+from __future__ import annotations
+
+from faust.types import StreamT
+
+from streams.app import (
+    app, created_topic, dead_letter_topic, failed_topic, links, request_channel, routed_topic,
+    settings,
+)
+from streams.connectors.razorpay import RazorpayConnector
+from streams.connectors.transport import ProviderTransport
+from streams.processor import RequestProcessor
+from streams.settlement import LinkSettler
+
+
+def build_processor() -> RequestProcessor:
+    """One transport (one connection pool) per worker, shared by every call."""
+    transport = ProviderTransport(
+        settings.razorpay_base_url, connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s, max_connections=settings.max_in_flight)
+    return RequestProcessor(
+        settings=settings, links=links, routed=routed_topic, created=created_topic,
+        failed=failed_topic, dead_letter=dead_letter_topic,
+        settlers={"razorpay": LinkSettler(RazorpayConnector(), transport)},
+        on_fatal=app.crash,
+    )
+
+
+@app.agent(request_channel, name="payout-link-requests")
+async def handle_requests(stream: StreamT) -> None:
+    processor = build_processor()
+    async for event in stream.noack().events():
+        await processor.accept(event)

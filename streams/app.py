@@ -1,0 +1,72 @@
+"""The Faust application: every topic and the table, declared in one place."""
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.types.tuples import FutureMessage
+
+from streams.config import Settings, load_settings
+
+settings: Settings = load_settings()
+
+app = faust.App(
+    settings.app_id,
+    broker=f"kafka://{settings.bootstrap_servers}",
+    store="rocksdb://",
+    datadir=str(settings.data_dir),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=1,
+    table_standby_replicas=settings.table_standby_replicas,
+    producer_acks=-1,
+    consumer_auto_offset_reset="earliest",
+    stream_wait_empty=True,
+    web_port=settings.web_port,
+    web_host="127.0.0.1",
+    # Faust's own JSON codec is never used: values are bytes, (de)coded by streams.events.
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+
+class LinkTable(faust.Table):
+    """A table whose writes can be awaited until the changelog holds them.
+
+    The ``creating`` record must be durable *before* a provider call, or a crash
+    could leave a link at the provider that no record remembers.
+    """
+
+    _last_write: FutureMessage
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        self._last_write = self.send_changelog(self.partition_for_key(key), key, value)
+        self._sensor_on_set(self, key, value)
+
+    async def put_durably(self, key: str, value: bytes) -> None:
+        self[key] = value
+        await self._last_write
+
+
+def _topic(name: str, internal: bool = False) -> faust.TopicT:
+    return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
+                     internal=internal)
+
+
+topics = settings.topics
+# Upstream writes `requested`; a record whose key or partition is not the link key's
+# home is re-keyed into `routed`, co-partitioned with it, so one worker owns a link.
+request_channel = app.topic(topics.requested, topics.routed, key_type=bytes, value_type=bytes)
+routed_topic = _topic(topics.routed, internal=True)
+created_topic = _topic(topics.created)
+failed_topic = _topic(topics.failed)
+dead_letter_topic = _topic(topics.dead_letter)
+
+links: LinkTable = app.tables.add(LinkTable(
+    app,
+    name="payout-links",
+    beacon=app.tables.beacon,
+    partitions=settings.partitions,
+    key_type=str,
+    value_type=bytes,
+    help="One LinkRecord per link key (streams.lifecycle).",
+))

@@ -1,0 +1,102 @@
+"""All settings, read once from the environment.
+
+Credentials live here and only here: they are loaded per merchant and connector,
+kept in objects whose ``repr`` hides them, and never copied into events or logs.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import orjson
+
+DEFAULT_CREDENTIALS = {
+    # The simulator's development credential (see streams/devkit/simulator.py).
+    "*": {
+        "razorpay": {
+            "key_id": "rzp_test_demo",
+            "key_secret": "demo_secret",
+            "account_number": "2323230041626905",
+        }
+    }
+}
+
+
+@dataclass(frozen=True)
+class RazorpayCredentials:
+    key_id: str
+    key_secret: str = field(repr=False)
+    account_number: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Topics:
+    requested: str = "payout-link-requested"
+    routed: str = "payout-link-requested-routed"
+    created: str = "payout-link-created"
+    failed: str = "payout-link-failed"
+    dead_letter: str = "payout-link-dead-letter"
+    status_changed: str = "payout-link-status-changed"
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str
+    app_id: str
+    partitions: int
+    data_dir: Path
+    web_port: int
+    razorpay_base_url: str
+    max_in_flight: int
+    connect_timeout_s: float
+    read_timeout_s: float
+    credentials: Mapping[str, Mapping[str, RazorpayCredentials]] = field(repr=False)
+    topics: Topics = Topics()
+    table_standby_replicas: int = 0
+
+    def razorpay_credentials(self, merchant_id: str) -> RazorpayCredentials | None:
+        """Per-merchant credentials, falling back to the ``*`` entry."""
+        merchant = self.credentials.get(merchant_id) or self.credentials.get("*") or {}
+        return merchant.get("razorpay")
+
+
+def _load_credentials(raw: str | None) -> dict[str, dict[str, RazorpayCredentials]]:
+    """Parse ``{merchant_id|*: {razorpay: {key_id, key_secret, account_number}}}``.
+
+    ``raw`` is a JSON string or a path to a JSON file (so secrets can come from a
+    mounted file instead of the environment).
+    """
+    if raw is None:
+        data = DEFAULT_CREDENTIALS
+    elif raw.lstrip().startswith("{"):
+        data = orjson.loads(raw)
+    else:
+        data = orjson.loads(Path(raw).read_bytes())
+    out: dict[str, dict[str, RazorpayCredentials]] = {}
+    for merchant_id, connectors in data.items():
+        out[merchant_id] = {}
+        if "razorpay" in connectors:
+            c = connectors["razorpay"]
+            out[merchant_id]["razorpay"] = RazorpayCredentials(
+                key_id=c["key_id"], key_secret=c["key_secret"], account_number=c["account_number"]
+            )
+    return out
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    return Settings(
+        bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        app_id=env.get("PAYOUT_APP_ID", "payout-links"),
+        partitions=int(env.get("PAYOUT_TOPIC_PARTITIONS", "8")),
+        data_dir=Path(env.get("PAYOUT_DATA_DIR", "./var/worker")),
+        web_port=int(env.get("PAYOUT_WEB_PORT", "6066")),
+        razorpay_base_url=env.get("RAZORPAY_BASE_URL", "http://127.0.0.1:8081").rstrip("/"),
+        max_in_flight=int(env.get("PAYOUT_MAX_IN_FLIGHT", "512")),
+        connect_timeout_s=float(env.get("PAYOUT_CONNECT_TIMEOUT_S", "2")),
+        read_timeout_s=float(env.get("PAYOUT_READ_TIMEOUT_S", "10")),
+        credentials=_load_credentials(env.get("PAYOUT_CREDENTIALS")),
+        table_standby_replicas=int(env.get("PAYOUT_STANDBY_REPLICAS", "0")),
+    )

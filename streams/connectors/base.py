@@ -1,0 +1,99 @@
+"""The connector contract: pure transformers between our request and a provider's HTTP.
+
+A connector never does I/O. It builds :class:`HttpCall` values and reads
+:class:`HttpAnswer` values; :mod:`streams.connectors.transport` moves them. Every
+provider answer maps to exactly one :data:`ProviderOutcome`, and the distinction
+that matters most for money is kept explicit: :class:`Transient` means the provider
+provably created nothing, :class:`Unknown` means it may have.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Union
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    method: str
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    json: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class LinkCreated:
+    connector_payout_id: str
+    url: str
+    connector_status: str
+    payout_status: str
+    expires_at: str | None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A definite answer: nothing was created and retrying the same call won't help."""
+
+    code: str
+    message: str
+    field: str | None
+    status_code: int
+    connector_details: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Transient:
+    """Nothing was created (the provider said so, or the request never left)."""
+
+    reason: str
+    status_code: int | None = None
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """The call may have created a link: look it up by reference before creating."""
+
+    reason: str
+    status_code: int | None = None
+
+
+@dataclass(frozen=True)
+class NotFound:
+    """A lookup by reference found no link: a create is safe."""
+
+
+ProviderOutcome = Union[LinkCreated, Rejected, Transient, Unknown, NotFound]
+
+
+class Connector(Protocol):
+    name: str
+
+    def create_call(self, request: Mapping[str, Any], reference: str,
+                    account: Any) -> HttpCall: ...
+
+    def read_create(self, answer: HttpAnswer) -> ProviderOutcome: ...
+
+    def lookup_call(self, reference: str) -> HttpCall: ...
+
+    def read_lookup(self, answer: HttpAnswer, reference: str) -> ProviderOutcome: ...
+
+
+def link_reference(link_key: str, *, prefix: str = "pl_", length: int = 32) -> str:
+    """A deterministic provider reference for a link key.
+
+    Providers cap reference length (Razorpay ``receipt`` ≤ 40, idempotency key ≤ 36)
+    and alphabet, while link keys are merchant-chosen; a hash fits every provider
+    and is the same on every worker and every retry.
+    """
+    digest = hashlib.sha256(link_key.encode("utf-8")).digest()
+    return prefix + base64.b32encode(digest).decode("ascii").rstrip("=")[:length]

@@ -1,0 +1,124 @@
+"""``make demo``: the real pipeline end to end, with a printed summary.
+
+Starts what isn't running (a Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set, the
+provider simulator, one worker), produces sample requests, waits for every outcome
+with a deadline, prints a summary, and stops everything it started.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+from streams.connectors.base import link_reference
+from streams.devkit.broker import broker_from_environment
+from streams.devkit.harness import TOPICS, OutcomeReader, WorkerProcess, create_topics, produce
+from streams.devkit.simulator import SimulatorProcess
+from streams.devkit.traffic import demo_records
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def drive(bootstrap: str, simulator: SimulatorProcess, total: int, run: str,
+                deadline_s: float) -> int:
+    records = list(demo_records(total, run=run))
+    kinds = {key.decode(): kind for key, _, kind in records}
+    async with OutcomeReader(bootstrap) as reader:
+        started = time.monotonic()
+        sent = await produce(bootstrap, [(k, v) for k, v, _ in records])
+        produced = time.monotonic()
+        print(f"produced {total} requests in {produced - started:.1f}s; waiting for outcomes "
+              f"(deadline {deadline_s:.0f}s)…", flush=True)
+        missing = await reader.wait_for(kinds, deadline_s)
+        finished = max(reader.outcomes.arrival.values(), default=produced)
+        outcomes = reader.outcomes
+
+    answered = {k: outcomes.for_key(k) for k in kinds}
+    created = {k for k, evs in answered.items() if evs and evs[0]["event_type"] == TOPICS.created}
+    failed = {k for k, evs in answered.items() if evs and evs[0]["event_type"] == TOPICS.failed}
+    dead = {k for k, evs in answered.items()
+            if evs and evs[0]["event_type"] == TOPICS.dead_letter}
+    several = {k for k, evs in answered.items() if len({e["event_id"] for e in evs}) > 1}
+    latencies = [(outcomes.arrival[k] - sent[k.encode()]) * 1000 for k in kinds
+                 if k in outcomes.arrival]
+    ledger = simulator.ledger()["by_receipt"]
+    at_provider = {k: len(ledger.get(link_reference(k), [])) for k in created}
+    duplicate_links = sum(1 for n in at_provider.values() if n > 1)
+    elapsed = max(finished - started, 1e-9)
+
+    print()
+    print("payout-link demo summary")
+    print("------------------------")
+    print(f"requests produced        {total:>8}  ({sum(1 for k in kinds.values() if k == 'valid')}"
+          f" valid, {sum(1 for k in kinds.values() if k == 'invalid')} invalid, "
+          f"{sum(1 for k in kinds.values() if k == 'garbage')} unparseable)")
+    print(f"payout-link-created      {len(created):>8}")
+    print(f"payout-link-failed       {len(failed):>8}")
+    print(f"payout-link-dead-letter  {len(dead):>8}")
+    print(f"links at the provider    {sum(at_provider.values()):>8}  "
+          f"({duplicate_links} link keys with more than one)")
+    print(f"requests with >1 outcome {len(several):>8}")
+    print(f"throughput               {len(created) / elapsed:>8.1f} links/s "
+          f"({len(answered) - len(missing)} outcomes in {elapsed:.1f}s)")
+    print(f"request→outcome latency  p50 {percentile(latencies, 50):.0f} ms, "
+          f"p99 {percentile(latencies, 99):.0f} ms")
+    for k in sorted(created)[:3]:
+        print(f"  {k:<28} {answered[k][0]['url']}")
+    for k in sorted(failed)[:2]:
+        err = answered[k][0]["error"]
+        print(f"  {k:<28} failed: {err['code']} field={err['field']}")
+    unaccounted = len(missing) + len(several) + duplicate_links
+    print(f"demo: {total} requested, {len(created)} created, {len(failed)} failed, "
+          f"{len(dead)} dead-lettered, {unaccounted} unaccounted", flush=True)
+    return 0 if unaccounted == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--jitter-ms", type=float, default=20.0)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--deadline-s", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="payout-demo-"))
+    run = uuid.uuid4().hex[:8]
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, True)
+        print("starting Kafka…", flush=True)
+        broker = stack.enter_context(broker_from_environment(workdir / "kafka"))
+        bootstrap = broker.bootstrap_servers
+        asyncio.run(create_topics(bootstrap, args.partitions))
+        print(f"Kafka at {bootstrap}; starting the provider simulator "
+              f"({args.latency_ms:.0f}±{args.jitter_ms:.0f} ms)…", flush=True)
+        simulator = stack.enter_context(
+            SimulatorProcess(latency_ms=args.latency_ms, jitter_ms=args.jitter_ms))
+        worker = WorkerProcess(bootstrap=bootstrap, provider_url=simulator.url,
+                               data_dir=workdir / "worker", log_path=workdir / "worker.log",
+                               partitions=args.partitions, app_id=f"payout-links-demo-{run}")
+        stack.callback(worker.stop)
+        print("starting the worker…", flush=True)
+        worker.start()
+        try:
+            return asyncio.run(drive(bootstrap, simulator, args.requests, run, args.deadline_s))
+        except BaseException:
+            print(f"worker log tail:\n{worker.log_tail()}", file=sys.stderr)
+            raise
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

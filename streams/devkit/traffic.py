@@ -1,0 +1,75 @@
+"""Sample ``payout-link-requested`` traffic for the demo, the tests and the benchmark."""
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any, Iterator
+
+import orjson
+
+from streams.events import REQUESTED, link_key, now_iso
+
+FIRST = ["Asha", "Ravi", "Meera", "Kabir", "Anika", "Vikram", "Isha", "Arjun"]
+LAST = ["Rao", "Iyer", "Shah", "Gupta", "Nair", "Kapoor", "Das", "Menon"]
+
+
+def valid_request(n: int, *, merchant_id: str = "m_demo", run: str = "run",
+                  rng: random.Random | None = None) -> dict[str, Any]:
+    rng = rng or random.Random(n)
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": REQUESTED,
+        "schema_version": 1,
+        "occurred_at": now_iso(),
+        "merchant_id": merchant_id,
+        "merchant_payout_id": f"{run}-{n:07d}",
+        "amount": {"minor_amount": rng.randint(100, 5_000_000), "currency": "INR"},
+        "customer": {
+            "name": f"{first} {last}",
+            "email": f"{first.lower()}.{last.lower()}{n}@example.com",
+            "phone_number": f"9{rng.randint(100000000, 999999999)}",
+            "phone_country_code": "+91",
+        },
+        "description": f"Refund for order {run}-{n}",
+        "purpose": "refund",
+        "notify": {"sms": True, "email": True},
+        "metadata": {"order_id": f"ord_{n}"},
+    }
+
+
+# Each invalid variant names the field the failure must point at.
+INVALID_VARIANTS: list[tuple[str, Any]] = [
+    ("amount.minor_amount", lambda r: r["amount"].update(minor_amount=-5)),
+    ("amount.currency", lambda r: r["amount"].update(currency="XYZ")),
+    ("customer", lambda r: r.pop("customer")),
+    ("customer.email", lambda r: r["customer"].update(email="not-an-email")),
+    ("purpose", lambda r: r.update(purpose="x" * 31)),
+]
+
+GARBAGE = [b"\xff\xfe not json", b"{\"merchant_id\": \"m_demo\", ", b"[1, 2, 3]"]
+
+
+def invalid_request(n: int, *, run: str = "run") -> tuple[dict[str, Any], str]:
+    request = valid_request(n, run=run)
+    field, mutate = INVALID_VARIANTS[n % len(INVALID_VARIANTS)]
+    mutate(request)
+    return request, field
+
+
+def demo_records(total: int, *, run: str, invalid_every: int = 97,
+                 garbage_at: tuple[int, ...] = (333, 666)) -> Iterator[tuple[bytes, bytes, str]]:
+    """(key, value, kind) records: mostly valid, a few invalid, one or two garbage."""
+    for n in range(total):
+        if n in garbage_at:
+            yield f"garbage-{n}".encode(), GARBAGE[n % len(GARBAGE)], "garbage"
+        elif invalid_every and n % invalid_every == invalid_every - 1:
+            request, _ = invalid_request(n, run=run)
+            yield key_of(request), orjson.dumps(request), "invalid"
+        else:
+            request = valid_request(n, run=run)
+            yield key_of(request), orjson.dumps(request), "valid"
+
+
+def key_of(request: dict[str, Any]) -> bytes:
+    return link_key(request["merchant_id"], request["merchant_payout_id"]).encode()

@@ -1,0 +1,250 @@
+"""Parse and validate incoming requests; build every outgoing event.
+
+Everything here is pure: bytes and dicts in, values out. Errors are values with a
+code and the offending field, never exceptions, so the agent can route each one.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import orjson
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_VERSION = 1
+EVENT_NAMESPACE = uuid.UUID("6f1c6a52-7d5e-4c36-9a55-2f0a4c1f9b11")
+# Fields of a request that identify the message, not the payout: a re-sent request
+# with a fresh event_id or timestamp is still the same request.
+ENVELOPE_FIELDS = frozenset({"event_id", "event_type", "schema_version", "occurred_at"})
+
+REQUESTED = "payout-link-requested"
+CREATED = "payout-link-created"
+FAILED = "payout-link-failed"
+DEAD_LETTER = "payout-link-dead-letter"
+
+
+@dataclass(frozen=True)
+class Unparseable:
+    """Bytes that are not a JSON object: they go to the dead-letter topic."""
+
+    code: str  # "unparseable" | "not_an_object"
+    message: str
+
+
+@dataclass(frozen=True)
+class InvalidRequest:
+    """A JSON object that breaks the request schema: it becomes ``invalid_request``."""
+
+    field: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """Where an input record came from, for dead letters and redelivery detection."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]] = ()
+    timestamp: float | None = None
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def link_key(merchant_id: str, merchant_payout_id: str) -> str:
+    return f"{merchant_id}:{merchant_payout_id}"
+
+
+def deterministic_event_id(*parts: str) -> str:
+    """Same inputs, same id: a re-published outcome is recognisably the same event."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, "|".join(parts)))
+
+
+def request_fingerprint(request: Mapping[str, Any]) -> str:
+    """Hash of the payout content (envelope excluded) to tell duplicates from conflicts."""
+    content = {k: v for k, v in request.items() if k not in ENVELOPE_FIELDS}
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+# --- parsing and validation -------------------------------------------------------
+
+
+def parse_request(raw: bytes | None) -> dict[str, Any] | Unparseable:
+    if raw is None:
+        return Unparseable("unparseable", "record has no value (tombstone)")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Unparseable("unparseable", f"not valid UTF-8 JSON: {exc}")
+    if not isinstance(value, dict):
+        return Unparseable("not_an_object", f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _schema_resources() -> Iterable[tuple[str, Resource]]:
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        contents = orjson.loads(path.read_bytes())
+        yield contents["$id"], Resource.from_contents(contents)
+
+
+@lru_cache(maxsize=None)
+def validator_for(topic: str) -> Draft202012Validator:
+    """One compiled validator per topic, shared by the worker and the tests."""
+    registry: Registry = Registry().with_resources(_schema_resources())
+    schema = orjson.loads((SCHEMA_DIR / f"{topic}.schema.json").read_bytes())
+    return Draft202012Validator(schema, registry=registry, format_checker=FormatChecker())
+
+
+def _error_field(error: ValidationError) -> str | None:
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "required":
+        missing = [f for f in error.validator_value if f not in (error.instance or {})]
+        if missing:
+            path.append(missing[0])
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        if extra:
+            path.append(extra[0])
+    elif error.validator == "anyOf" and path == ["customer"]:
+        path.append("phone_number")
+    return ".".join(path) or None
+
+
+def _error_message(error: ValidationError, field: str | None) -> str:
+    if error.validator == "anyOf" and field == "customer.phone_number":
+        return "customer needs an email or a phone_number"
+    if error.validator == "enum" and len(error.validator_value) > 10:
+        return f"{str(error.instance)[:40]!r} is not an allowed value"
+    message = error.message
+    if len(message) > 300:  # a 1 MB string must not be echoed back whole
+        message = message[:300] + "…"
+    return message
+
+
+def validate_request(request: Mapping[str, Any]) -> InvalidRequest | None:
+    """The first schema violation, deepest path first, or ``None`` when valid."""
+    errors = sorted(
+        validator_for(REQUESTED).iter_errors(request),
+        key=lambda e: (len(list(e.absolute_path)), str(list(e.absolute_path))),
+    )
+    if not errors:
+        return None
+    # Prefer the most specific error so the field named is the one to fix.
+    error = max(errors, key=lambda e: len(list(e.absolute_path)))
+    field = _error_field(error)
+    return InvalidRequest(field=field, message=_error_message(error, field))
+
+
+# --- outgoing events --------------------------------------------------------------
+
+
+def _envelope(event_type: str, event_id: str, merchant_id: str, merchant_payout_id: str,
+              request_event_id: str | None) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": now_iso(),
+        "merchant_id": merchant_id,
+        "merchant_payout_id": merchant_payout_id,
+        "link_key": link_key(merchant_id, merchant_payout_id),
+        "request_event_id": request_event_id,
+    }
+
+
+def created_event(request: Mapping[str, Any], *, connector: str, connector_payout_id: str,
+                  url: str, payout_status: str, connector_status: str, reference: str,
+                  expires_at: str | None) -> dict[str, Any]:
+    key = link_key(request["merchant_id"], request["merchant_payout_id"])
+    event = _envelope(CREATED, deterministic_event_id(key, CREATED),
+                      request["merchant_id"], request["merchant_payout_id"], request.get("event_id"))
+    event.update(
+        connector=connector,
+        connector_payout_id=connector_payout_id,
+        url=url,
+        payout_status=payout_status,
+        connector_status=connector_status,
+        reference=reference,
+        amount={"minor_amount": request["amount"]["minor_amount"],
+                "currency": request["amount"]["currency"]},
+        expires_at=expires_at,
+    )
+    return event
+
+
+def failed_event(request: Mapping[str, Any], *, code: str, message: str, field: str | None,
+                 status_code: int | None = None, connector: str | None = None,
+                 connector_details: Mapping[str, Any] | None = None,
+                 discriminator: str = "") -> dict[str, Any]:
+    """A definite failure. ``discriminator`` separates failures that are not the link's
+    own outcome (a conflicting request) from the link's outcome, so their ids differ."""
+    merchant_id = _as_text(request.get("merchant_id"))
+    merchant_payout_id = _as_text(request.get("merchant_payout_id"))
+    key = link_key(merchant_id, merchant_payout_id)
+    event = _envelope(FAILED, deterministic_event_id(key, FAILED, discriminator),
+                      merchant_id, merchant_payout_id, _as_text(request.get("event_id")) or None)
+    event.update(
+        connector=connector,
+        payout_status="FAILED",
+        status_code=status_code,
+        error={
+            "code": code,
+            "message": message,
+            "field": field,
+            "retryable": False,
+            "connector_details": dict(connector_details) if connector_details else None,
+        },
+    )
+    return event
+
+
+def invalid_request_event(request: Mapping[str, Any], invalid: InvalidRequest) -> dict[str, Any]:
+    """Keyed on the request content, so the same bad request replayed is the same event."""
+    digest = hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return failed_event(request, code="invalid_request", message=invalid.message,
+                        field=invalid.field, discriminator=f"invalid:{digest}")
+
+
+def dead_letter_event(source: SourceRecord, error: Unparseable) -> dict[str, Any]:
+    def b64(data: bytes | None) -> str | None:
+        return None if data is None else base64.b64encode(data).decode("ascii")
+
+    return {
+        "event_id": deterministic_event_id(DEAD_LETTER, source.topic, str(source.partition),
+                                           str(source.offset)),
+        "event_type": DEAD_LETTER,
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": now_iso(),
+        "source": {"topic": source.topic, "partition": source.partition,
+                   "offset": source.offset, "timestamp": source.timestamp},
+        "raw_key_b64": b64(source.key),
+        "raw_value_b64": b64(source.value),
+        "headers": [{"key": k, "value_b64": b64(v)} for k, v in source.headers],
+        "error": {"code": error.code, "message": error.message},
+    }
+
+
+def _as_text(value: Any) -> str:
+    """Identifiers from an invalid request may be anything; keep them printable and short."""
+    if isinstance(value, str):
+        return value[:64]
+    return "" if value is None else orjson.dumps(value)[:64].decode("utf-8", "replace")
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(event)

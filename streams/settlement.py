@@ -1,0 +1,120 @@
+"""Settle one link with its provider: lookup-before-create, retries, definite answers.
+
+Called only after the link's ``creating`` record is durable in the changelog. It
+returns a definite outcome: :class:`LinkCreated` or :class:`Rejected`, or
+:class:`RetriesExhausted` when every attempt provably created nothing. An unknown
+outcome is never turned into a failure: it is resolved by looking the link up by its
+reference, for as long as that takes.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Union
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_random_exponential
+
+from streams.connectors.base import (
+    Connector, HttpAnswer, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
+)
+from streams.connectors.transport import BasicAuth, ProviderTransport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetriesExhausted:
+    last: Transient
+    attempts: int
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    max_seconds: float = 60.0
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 10.0
+
+
+Settled = Union[LinkCreated, Rejected, RetriesExhausted]
+
+
+@dataclass
+class _Attempts:
+    lookup_first: bool
+    calls: int = 0
+    last: ProviderOutcome | None = None
+
+
+class LinkSettler:
+    def __init__(self, connector: Connector, transport: ProviderTransport,
+                 policy: RetryPolicy = RetryPolicy()) -> None:
+        self.connector = connector
+        self.transport = transport
+        self.policy = policy
+        self._backoff = wait_random_exponential(multiplier=policy.backoff_base_s,
+                                                max=policy.backoff_max_s)
+
+    async def settle(self, request: Mapping[str, Any], reference: str, account: Any,
+                     auth: BasicAuth, *, lookup_first: bool) -> tuple[Settled, int]:
+        """Return the definite outcome and the number of provider calls made."""
+        state = _Attempts(lookup_first=lookup_first)
+        retrying = AsyncRetrying(
+            retry=retry_if_result(lambda o: isinstance(o, (Transient, Unknown))),
+            stop=self._stop_when(state),
+            wait=self._wait,
+            retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                state.last = await self._attempt(request, reference, account, auth, state)
+            attempt.retry_state.set_result(state.last)
+        last = state.last
+        if isinstance(last, Transient):
+            return RetriesExhausted(last, attempt.retry_state.attempt_number), state.calls
+        assert isinstance(last, (LinkCreated, Rejected)), last
+        return last, state.calls
+
+    async def _attempt(self, request: Mapping[str, Any], reference: str, account: Any,
+                       auth: BasicAuth, state: _Attempts) -> ProviderOutcome:
+        if state.lookup_first:
+            found = await self._call(self.connector.lookup_call(reference), auth, state,
+                                     lambda a: self.connector.read_lookup(a, reference))
+            if not isinstance(found, NotFound):
+                # Transient/Unknown lookups leave lookup_first set: ask again next time.
+                return found
+            state.lookup_first = False
+        outcome = await self._call(self.connector.create_call(request, reference, account), auth,
+                                   state, self.connector.read_create)
+        if isinstance(outcome, Unknown):
+            state.lookup_first = True
+        return outcome
+
+    async def _call(self, call: Any, auth: BasicAuth, state: _Attempts,
+                    read: Callable[[HttpAnswer], ProviderOutcome]) -> ProviderOutcome:
+        state.calls += 1
+        answer = await self.transport.send(call, auth)
+        return read(answer) if isinstance(answer, HttpAnswer) else answer
+
+    def _stop_when(self, state: _Attempts) -> Callable[[RetryCallState], bool]:
+        policy = self.policy
+
+        def stop(rs: RetryCallState) -> bool:
+            # Only provable no-ops may end in failure; unknown outcomes keep looking.
+            if state.lookup_first or not isinstance(state.last, Transient):
+                if rs.attempt_number % 20 == 0:
+                    log.error("link %s still unresolved after %d attempts",
+                              "?", rs.attempt_number)
+                return False
+            return (rs.attempt_number >= policy.max_attempts
+                    or (rs.seconds_since_start or 0) >= policy.max_seconds)
+
+        return stop
+
+    def _wait(self, rs: RetryCallState) -> float:
+        delay = self._backoff(rs)
+        last = rs.outcome.result() if rs.outcome and not rs.outcome.failed else None
+        if isinstance(last, Transient) and last.retry_after_s is not None:
+            delay = max(delay, last.retry_after_s)
+        return delay

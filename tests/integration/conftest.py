@@ -1,0 +1,60 @@
+"""Integration fixtures: a real Kafka broker, the provider simulator, worker processes.
+
+The broker lives for the whole session (starting a JVM is the slow part); everything
+else is per module or per test, and each test uses its own run id in link keys so
+outcomes of one test never count for another.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from streams.devkit.broker import Broker, broker_from_environment
+from streams.devkit.harness import WorkerProcess, create_topics
+from streams.devkit.simulator import SimulatorProcess
+
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = broker_from_environment(tmp_path_factory.mktemp("kafka"))
+    b.start()
+    try:
+        asyncio.run(create_topics(b.bootstrap_servers, PARTITIONS))
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[SimulatorProcess]:
+    with SimulatorProcess(latency_ms=5, jitter_ms=5) as sim:
+        yield sim
+
+
+@pytest.fixture()
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def new_worker(broker: Broker, simulator: SimulatorProcess, workdir: Path,
+               app_id: str = "payout-links") -> WorkerProcess:
+    return WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url=simulator.url,
+                         data_dir=workdir / "data", log_path=workdir / "worker.log",
+                         app_id=app_id, partitions=PARTITIONS)
+
+
+@pytest.fixture(scope="module")
+def worker(broker: Broker, simulator: SimulatorProcess,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    w = new_worker(broker, simulator, tmp_path_factory.mktemp("worker"))
+    try:
+        w.start()
+        yield w
+    finally:
+        w.stop()

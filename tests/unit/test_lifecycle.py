@@ -1,0 +1,64 @@
+"""The link state machine: every decision and transition."""
+from __future__ import annotations
+
+from streams import lifecycle as lc
+
+SRC = lc.SourceOffset("payout-link-requested", 3, 42)
+
+
+def decide(record: lc.LinkRecord | None, fingerprint: str = "fp1",
+           source: lc.SourceOffset = SRC) -> lc.Decision:
+    return lc.decide(record, link_key="m:p", fingerprint=fingerprint, connector="razorpay",
+                     reference="pl_REF", source=source)
+
+
+def creating() -> lc.LinkRecord:
+    decision = decide(None)
+    assert isinstance(decision, lc.StartCreation)
+    return decision.record
+
+
+def test_new_link_starts_creation_without_lookup() -> None:
+    decision = decide(None)
+    assert isinstance(decision, lc.StartCreation) and not decision.lookup_first
+    assert decision.record.status is lc.LinkStatus.CREATING
+    assert (decision.record.reference, decision.record.source) == ("pl_REF", SRC)
+
+
+def test_record_left_creating_means_unknown_outcome_so_lookup_first() -> None:
+    decision = decide(creating(), source=lc.SourceOffset("payout-link-requested", 3, 42))
+    assert isinstance(decision, lc.StartCreation) and decision.lookup_first
+
+
+def test_duplicate_of_settled_link_republishes_the_same_outcome() -> None:
+    outcome = {"event_id": "e-1", "event_type": "payout-link-created"}
+    record = lc.published(lc.settled(creating(), outcome, created=True, provider_calls=1))
+    decision = decide(record, source=lc.SourceOffset("payout-link-requested", 3, 99))
+    assert decision == lc.Republish(outcome)
+
+
+def test_redelivered_record_whose_outcome_was_published_does_nothing() -> None:
+    record = lc.published(lc.settled(creating(), {"event_id": "e"}, created=True,
+                                     provider_calls=1))
+    assert isinstance(decide(record), lc.AlreadySettled)
+
+
+def test_outcome_stored_but_not_published_is_published_on_redelivery() -> None:
+    outcome = {"event_id": "e-2", "event_type": "payout-link-failed"}
+    record = lc.settled(creating(), outcome, created=False, provider_calls=2)
+    assert record.status is lc.LinkStatus.FAILED
+    assert decide(record) == lc.Republish(outcome)
+
+
+def test_same_key_different_content_is_a_conflict_in_every_status() -> None:
+    settled = lc.settled(creating(), {"event_id": "e"}, created=True, provider_calls=1)
+    for record in (creating(), settled, lc.published(settled)):
+        decision = decide(record, fingerprint="other")
+        assert isinstance(decision, lc.Conflict) and decision.existing is record
+
+
+def test_record_round_trips_through_changelog_bytes() -> None:
+    record = lc.published(lc.settled(creating(), {"event_id": "e", "url": "https://x"},
+                                     created=True, provider_calls=3))
+    assert lc.LinkRecord.from_bytes(record.to_bytes()) == record
+    assert lc.LinkRecord.from_bytes(creating().to_bytes()) == creating()

@@ -1,0 +1,199 @@
+"""Settling one link: lookup-before-create, retries, and unknown outcomes.
+
+Scripted answers cover exact sequences; the project's simulator (in-process, real
+HTTP on loopback) covers what only a real socket shows, such as a response lost
+after the link was created.
+"""
+from __future__ import annotations
+
+import socket
+from typing import AsyncIterator, Sequence
+
+import pytest
+import pytest_asyncio
+
+from streams.config import RazorpayCredentials
+from streams.connectors.base import (
+    HttpAnswer, HttpCall, LinkCreated, Rejected, Transient, Unknown, link_reference,
+)
+from streams.connectors.razorpay import RazorpayConnector
+from streams.connectors.transport import BasicAuth, ProviderTransport
+from streams.devkit.simulator import PayoutLinkSimulator, SimConfig, start_server
+from streams.devkit.traffic import valid_request
+from streams.settlement import LinkSettler, RetriesExhausted, RetryPolicy
+
+ACCOUNT = RazorpayCredentials("rzp_test_demo", "demo_secret", "2323230041626905")
+AUTH = BasicAuth(ACCOUNT.key_id, ACCOUNT.key_secret)
+FAST = RetryPolicy(max_attempts=3, max_seconds=30, backoff_base_s=0.001, backoff_max_s=0.005)
+REQUEST = valid_request(1)
+REF = link_reference("m_demo:run-0000001")
+
+LINK = (b'{"id":"poutlk_1","entity":"payout_link","status":"issued",'
+        b'"short_url":"https://rzp.io/i/a","receipt":"' + REF.encode() + b'","created_at":1}')
+EMPTY = b'{"entity":"collection","count":0,"items":[]}'
+FOUND = b'{"entity":"collection","count":1,"items":[' + LINK + b']}'
+
+
+class ScriptedTransport:
+    """Answers calls from a script, recording what was asked."""
+
+    def __init__(self, script: Sequence[HttpAnswer | Transient | Unknown]) -> None:
+        self.script = list(script)
+        self.calls: list[HttpCall] = []
+
+    async def send(self, call: HttpCall, auth: BasicAuth) -> HttpAnswer | Transient | Unknown:
+        self.calls.append(call)
+        return self.script.pop(0)
+
+    def kinds(self) -> list[str]:
+        return ["create" if c.method == "POST" else "lookup" for c in self.calls]
+
+
+def ok(body: bytes) -> HttpAnswer:
+    return HttpAnswer(200, {}, body)
+
+
+async def settle(script, *, lookup_first=False, policy=FAST):
+    transport = ScriptedTransport(script)
+    settler = LinkSettler(RazorpayConnector(), transport, policy)  # type: ignore[arg-type]
+    result, calls = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=lookup_first)
+    assert calls == len(transport.calls)
+    return result, transport
+
+
+async def test_first_create_succeeds_with_one_call() -> None:
+    result, t = await settle([ok(LINK)])
+    assert isinstance(result, LinkCreated) and t.kinds() == ["create"]
+
+
+async def test_unknown_outcome_is_looked_up_and_the_found_link_is_used() -> None:
+    result, t = await settle([Unknown("no_answer:ReadTimeout"), ok(FOUND)])
+    assert isinstance(result, LinkCreated) and result.connector_payout_id == "poutlk_1"
+    assert t.kinds() == ["create", "lookup"]
+
+
+async def test_unknown_then_not_found_creates_again() -> None:
+    result, t = await settle([Unknown("no_answer"), ok(EMPTY), ok(LINK)])
+    assert isinstance(result, LinkCreated) and t.kinds() == ["create", "lookup", "create"]
+
+
+async def test_resumed_link_looks_up_before_any_create() -> None:
+    result, t = await settle([ok(FOUND)], lookup_first=True)
+    assert isinstance(result, LinkCreated) and t.kinds() == ["lookup"]
+
+
+async def test_server_error_is_never_a_failure_and_is_looked_up() -> None:
+    result, t = await settle([HttpAnswer(503, {}, b"{}"), ok(EMPTY), ok(LINK)])
+    assert isinstance(result, LinkCreated) and t.kinds() == ["create", "lookup", "create"]
+
+
+async def test_rejection_is_definite_and_not_retried() -> None:
+    body = (b'{"error":{"code":"BAD_REQUEST_ERROR","description":"bad amount",'
+            b'"reason":"input_validation_failed","field":"amount"}}')
+    result, t = await settle([HttpAnswer(400, {}, body)])
+    assert isinstance(result, Rejected) and result.field == "amount.minor_amount"
+    assert t.kinds() == ["create"]
+
+
+async def test_throttling_exhausts_into_a_definite_failure() -> None:
+    result, t = await settle([HttpAnswer(429, {}, b"{}")] * 3)
+    assert isinstance(result, RetriesExhausted) and result.attempts == 3
+    assert result.last.reason == "throttled" and t.kinds() == ["create"] * 3
+
+
+async def test_unknown_outcomes_never_exhaust_into_failure() -> None:
+    # Budget is 3 attempts, but every create might have worked: keep looking up.
+    script = [Unknown("x"), ok(EMPTY), Unknown("x"), ok(EMPTY), Unknown("x"), HttpAnswer(
+        503, {}, b""), Transient("not_sent"), ok(FOUND)]
+    result, t = await settle(script)
+    assert isinstance(result, LinkCreated)
+    assert t.kinds() == ["create", "lookup", "create", "lookup", "create", "lookup", "lookup",
+                         "lookup"]
+
+
+async def test_retry_after_is_honoured(monkeypatch) -> None:
+    waits: list[float] = []
+    settler = LinkSettler(RazorpayConnector(), ScriptedTransport(  # type: ignore[arg-type]
+        [HttpAnswer(429, {"retry-after": "2"}, b"{}"), ok(LINK)]), FAST)
+    from tenacity import RetryCallState
+
+    original = settler._wait
+
+    def spy(rs: RetryCallState) -> float:
+        waits.append(original(rs))
+        return 0.0
+
+    monkeypatch.setattr(settler, "_wait", spy)
+    settler_retrying_wait = settler._wait
+    assert settler_retrying_wait is spy
+    result, _ = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+    assert isinstance(result, LinkCreated) and waits == [2.0]
+
+
+# --- over real HTTP, against the simulator ----------------------------------------
+
+
+@pytest_asyncio.fixture
+async def simulator() -> AsyncIterator[tuple[PayoutLinkSimulator, str]]:
+    sim = PayoutLinkSimulator(SimConfig(latency_ms=0, jitter_ms=0))
+    runner, port = await start_server(sim)
+    try:
+        yield sim, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_lost_response_after_create_yields_exactly_one_link(simulator) -> None:
+    sim, url = simulator
+    sim.config.apply({"lost_after_create": 1.0})  # create calls only; lookups are clean
+    transport = ProviderTransport(url, connect_timeout_s=1, read_timeout_s=5, max_connections=4)
+    try:
+        result, calls = await LinkSettler(RazorpayConnector(), transport, FAST).settle(
+            REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+    finally:
+        await transport.aclose()
+    assert isinstance(result, LinkCreated) and calls == 2
+    assert sim.ledger()["by_receipt"] == {REF: [result.connector_payout_id]}
+
+
+async def test_timeout_before_create_is_unknown_then_resolved_by_lookup(simulator) -> None:
+    sim, url = simulator
+    sim.config.apply({"timeout_before_create": 1.0, "hang_ms": 2000})
+    transport = ProviderTransport(url, connect_timeout_s=1, read_timeout_s=0.2, max_connections=4)
+    try:
+        outcome = await transport.send(RazorpayConnector().create_call(REQUEST, REF, ACCOUNT), AUTH)
+        assert isinstance(outcome, Unknown)
+        sim.config.apply({"timeout_before_create": 0.0})
+        result, calls = await LinkSettler(RazorpayConnector(), transport, FAST).settle(
+            REQUEST, REF, ACCOUNT, AUTH, lookup_first=True)
+    finally:
+        await transport.aclose()
+    assert isinstance(result, LinkCreated) and calls == 2  # lookup (absent) + create
+    assert len(sim.ledger()["by_receipt"][REF]) == 1
+
+
+async def test_connection_refused_is_provably_not_sent() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nobody listens
+    transport = ProviderTransport(f"http://127.0.0.1:{port}", connect_timeout_s=1,
+                                  read_timeout_s=1, max_connections=2)
+    try:
+        result, calls = await LinkSettler(RazorpayConnector(), transport, FAST).settle(
+            REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+    finally:
+        await transport.aclose()
+    assert isinstance(result, RetriesExhausted) and calls == 3
+    assert result.last.reason.startswith("not_sent")
+
+
+async def test_wrong_credentials_are_a_definite_authentication_failure(simulator) -> None:
+    _, url = simulator
+    transport = ProviderTransport(url, connect_timeout_s=1, read_timeout_s=5, max_connections=2)
+    try:
+        result, _ = await LinkSettler(RazorpayConnector(), transport, FAST).settle(
+            REQUEST, REF, ACCOUNT, BasicAuth("rzp_test_demo", "wrong"), lookup_first=False)
+    finally:
+        await transport.aclose()
+    assert isinstance(result, Rejected) and result.code == "provider_authentication_failed"
+    assert "wrong" not in repr(BasicAuth("rzp_test_demo", "wrong"))
