@@ -21,6 +21,10 @@ app = faust.App(
     producer_acks=-1,
     consumer_auto_offset_reset="earliest",
     stream_wait_empty=True,
+    # A crashed worker's partitions move once its session expires; Faust's 60 s
+    # default would hold a crashed worker's links that long.
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     web_port=settings.web_port,
     web_host="127.0.0.1",
     # Faust's own JSON codec is never used: values are bytes, (de)coded by streams.events.

@@ -55,6 +55,7 @@ class Settings:
     credentials: Mapping[str, Mapping[str, RazorpayCredentials]] = field(repr=False)
     topics: Topics = Topics()
     table_standby_replicas: int = 0
+    session_timeout_s: float = 10.0
 
     def razorpay_credentials(self, merchant_id: str) -> RazorpayCredentials | None:
         """Per-merchant credentials, falling back to the ``*`` entry."""
@@ -99,4 +100,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         read_timeout_s=float(env.get("PAYOUT_READ_TIMEOUT_S", "10")),
         credentials=_load_credentials(env.get("PAYOUT_CREDENTIALS")),
         table_standby_replicas=int(env.get("PAYOUT_STANDBY_REPLICAS", "0")),
+        session_timeout_s=float(env.get("PAYOUT_SESSION_TIMEOUT_S", "10")),
     )
