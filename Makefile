@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test unit integration worker clean
+.PHONY: install demo test unit integration chaos worker clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: install
 
 test: install
 	$(PY) -m pytest -ra
+
+chaos: install
+	$(PY) -m streams.devkit.chaos $(CHAOS_ARGS)
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -ra tests/unit

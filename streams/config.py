@@ -56,6 +56,11 @@ class Settings:
     topics: Topics = Topics()
     table_standby_replicas: int = 0
     session_timeout_s: float = 10.0
+    provider_rate_per_s: float = 5000.0
+    breaker_failure_threshold: int = 50
+    breaker_open_s: float = 5.0
+    retry_max_attempts: int = 8
+    retry_max_s: float = 60.0
 
     def razorpay_credentials(self, merchant_id: str) -> RazorpayCredentials | None:
         """Per-merchant credentials, falling back to the ``*`` entry."""
@@ -101,4 +106,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         credentials=_load_credentials(env.get("PAYOUT_CREDENTIALS")),
         table_standby_replicas=int(env.get("PAYOUT_STANDBY_REPLICAS", "0")),
         session_timeout_s=float(env.get("PAYOUT_SESSION_TIMEOUT_S", "10")),
+        provider_rate_per_s=float(env.get("PAYOUT_PROVIDER_RATE_PER_S", "5000")),
+        breaker_failure_threshold=int(env.get("PAYOUT_BREAKER_FAILURES", "50")),
+        breaker_open_s=float(env.get("PAYOUT_BREAKER_OPEN_S", "5")),
+        retry_max_attempts=int(env.get("PAYOUT_RETRY_MAX_ATTEMPTS", "8")),
+        retry_max_s=float(env.get("PAYOUT_RETRY_MAX_S", "60")),
     )

@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_random
 from streams.connectors.base import (
     Connector, HttpAnswer, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
 )
+from streams.connectors.guard import ProviderGuard
 from streams.connectors.transport import BasicAuth, ProviderTransport
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,11 @@ class _Attempts:
 
 class LinkSettler:
     def __init__(self, connector: Connector, transport: ProviderTransport,
-                 policy: RetryPolicy = RetryPolicy()) -> None:
+                 policy: RetryPolicy = RetryPolicy(), guard: ProviderGuard | None = None) -> None:
         self.connector = connector
         self.transport = transport
         self.policy = policy
+        self.guard = guard
         self._backoff = wait_random_exponential(multiplier=policy.backoff_base_s,
                                                 max=policy.backoff_max_s)
 
@@ -61,7 +63,7 @@ class LinkSettler:
         state = _Attempts(lookup_first=lookup_first)
         retrying = AsyncRetrying(
             retry=retry_if_result(lambda o: isinstance(o, (Transient, Unknown))),
-            stop=self._stop_when(state),
+            stop=self._stop_when(state, reference),
             wait=self._wait,
             retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None,
             reraise=True,
@@ -94,18 +96,21 @@ class LinkSettler:
     async def _call(self, call: Any, auth: BasicAuth, state: _Attempts,
                     read: Callable[[HttpAnswer], ProviderOutcome]) -> ProviderOutcome:
         state.calls += 1
-        answer = await self.transport.send(call, auth)
+        if self.guard is None:
+            answer = await self.transport.send(call, auth)
+        else:
+            answer = await self.guard.call(lambda: self.transport.send(call, auth))
         return read(answer) if isinstance(answer, HttpAnswer) else answer
 
-    def _stop_when(self, state: _Attempts) -> Callable[[RetryCallState], bool]:
+    def _stop_when(self, state: _Attempts, reference: str) -> Callable[[RetryCallState], bool]:
         policy = self.policy
 
         def stop(rs: RetryCallState) -> bool:
             # Only provable no-ops may end in failure; unknown outcomes keep looking.
             if state.lookup_first or not isinstance(state.last, Transient):
                 if rs.attempt_number % 20 == 0:
-                    log.error("link %s still unresolved after %d attempts",
-                              "?", rs.attempt_number)
+                    log.error("link %s still unresolved after %d attempts (last: %s)",
+                              reference, rs.attempt_number, state.last)
                 return False
             return (rs.attempt_number >= policy.max_attempts
                     or (rs.seconds_since_start or 0) >= policy.max_seconds)

@@ -11,10 +11,11 @@ from streams.app import (
     app, created_topic, dead_letter_topic, failed_topic, links, request_channel, routed_topic,
     settings,
 )
+from streams.connectors.guard import ProviderGuard
 from streams.connectors.razorpay import RazorpayConnector
 from streams.connectors.transport import ProviderTransport
 from streams.processor import RequestProcessor
-from streams.settlement import LinkSettler
+from streams.settlement import LinkSettler, RetryPolicy
 
 
 def build_processor() -> RequestProcessor:
@@ -25,7 +26,12 @@ def build_processor() -> RequestProcessor:
     return RequestProcessor(
         settings=settings, links=links, routed=routed_topic, created=created_topic,
         failed=failed_topic, dead_letter=dead_letter_topic,
-        settlers={"razorpay": LinkSettler(RazorpayConnector(), transport)},
+        settlers={"razorpay": LinkSettler(
+            RazorpayConnector(), transport,
+            RetryPolicy(max_attempts=settings.retry_max_attempts, max_seconds=settings.retry_max_s),
+            ProviderGuard("razorpay", rate_per_s=settings.provider_rate_per_s,
+                          failure_threshold=settings.breaker_failure_threshold,
+                          open_seconds=settings.breaker_open_s))},
         on_fatal=app.crash,
     )
 

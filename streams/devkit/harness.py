@@ -100,6 +100,9 @@ class WorkerProcess:
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
 
+    def exited_unexpectedly(self) -> bool:
+        return self._proc is not None and self._proc.poll() is not None
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -124,8 +124,6 @@ async def test_retry_after_is_honoured(monkeypatch) -> None:
         return 0.0
 
     monkeypatch.setattr(settler, "_wait", spy)
-    settler_retrying_wait = settler._wait
-    assert settler_retrying_wait is spy
     result, _ = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
     assert isinstance(result, LinkCreated) and waits == [2.0]
 
@@ -197,3 +195,28 @@ async def test_wrong_credentials_are_a_definite_authentication_failure(simulator
         await transport.aclose()
     assert isinstance(result, Rejected) and result.code == "provider_authentication_failed"
     assert "wrong" not in repr(BasicAuth("rzp_test_demo", "wrong"))
+
+
+# --- the per-connector guard --------------------------------------------------------
+
+
+async def test_circuit_opens_after_consecutive_failures_and_refusals_are_transient() -> None:
+    from streams.connectors.guard import ProviderGuard
+
+    guard = ProviderGuard("razorpay", rate_per_s=0, failure_threshold=3, open_seconds=60)
+    transport = ScriptedTransport([HttpAnswer(503, {}, b"")] * 3 + [ok(LINK)])
+    answers = [await guard.call(lambda: transport.send(HttpCall("POST", "/"), AUTH))
+               for _ in range(5)]
+    assert [a.status for a in answers[:3]] == [503, 503, 503]  # type: ignore[union-attr]
+    assert answers[3:] == [Transient("circuit_open:razorpay")] * 2
+    assert len(transport.calls) == 3  # the refused calls never reached the provider
+
+
+async def test_rejections_do_not_open_the_circuit() -> None:
+    from streams.connectors.guard import ProviderGuard
+
+    guard = ProviderGuard("razorpay", rate_per_s=0, failure_threshold=2, open_seconds=60)
+    transport = ScriptedTransport([HttpAnswer(400, {}, b"{}")] * 4)
+    answers = [await guard.call(lambda: transport.send(HttpCall("POST", "/"), AUTH))
+               for _ in range(4)]
+    assert all(isinstance(a, HttpAnswer) and a.status == 400 for a in answers)

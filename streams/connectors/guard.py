@@ -1,0 +1,56 @@
+"""Per-connector protection: a rate limit and a circuit breaker around every call.
+
+Both come from maintained libraries (aiolimiter, purgatory). A call refused by an open
+circuit never leaves the worker, so it is a :class:`Transient` outcome: provably
+nothing was created, and the settlement's backoff decides when to try again.
+"""
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from aiolimiter import AsyncLimiter
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+
+from streams.connectors.base import HttpAnswer, Transient, Unknown
+
+Send = Callable[[], Awaitable[HttpAnswer | Transient | Unknown]]
+
+
+class _ProviderUnhealthy(Exception):
+    """Raised inside the breaker so it counts the answer as a failure."""
+
+    def __init__(self, answer: HttpAnswer | Transient | Unknown) -> None:
+        self.answer = answer
+
+
+def unhealthy(answer: HttpAnswer | Transient | Unknown) -> bool:
+    """Server errors and calls that got no answer; a 4xx is the caller's problem."""
+    if isinstance(answer, HttpAnswer):
+        return answer.status >= 500
+    return not answer.reason.startswith("circuit_open")
+
+
+class ProviderGuard:
+    def __init__(self, connector: str, *, rate_per_s: float, failure_threshold: int,
+                 open_seconds: float) -> None:
+        self.connector = connector
+        self._limiter = AsyncLimiter(rate_per_s, 1.0) if rate_per_s > 0 else None
+        self._breakers = AsyncCircuitBreakerFactory(default_threshold=failure_threshold,
+                                                    default_ttl=open_seconds)
+
+    async def call(self, send: Send) -> HttpAnswer | Transient | Unknown:
+        try:
+            async with await self._breakers.get_breaker(self.connector):
+                if self._limiter is not None:
+                    async with self._limiter:
+                        answer = await send()
+                else:
+                    answer = await send()
+                if unhealthy(answer):
+                    raise _ProviderUnhealthy(answer)
+                return answer
+        except _ProviderUnhealthy as failure:
+            return failure.answer
+        except OpenedState:
+            return Transient(f"circuit_open:{self.connector}")

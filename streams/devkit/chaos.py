@@ -1,0 +1,373 @@
+"""``make chaos``: the pipeline under crashes, provider faults, duplicates and bad input.
+
+Requests are produced over a while; meanwhile workers are SIGKILLed and restarted,
+Kafka itself is stopped and started once, and the simulator injects 5xx, 429,
+timeouts and responses lost after the link was created. Afterwards :func:`check`
+reads every outcome and the simulator's ledger and accounts for each input.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from streams import events
+from streams.connectors.base import link_reference
+from streams.devkit.broker import Broker, broker_from_environment
+from streams.devkit.harness import (
+    TOPICS, Outcomes, OutcomeReader, WorkerProcess, create_topics, outcome_key,
+)
+from streams.devkit.simulator import SimulatorProcess
+from streams.devkit.traffic import GARBAGE, invalid_request, key_of, valid_request
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    requests: int = 5000
+    kills: int = 5
+    kafka_restarts: int = 1
+    workers: int = 1
+    restart_killed: bool = True
+    standby_replicas: int = 0
+    partitions: int = 8
+    duplicate_ratio: float = 0.02
+    conflict_ratio: float = 0.01
+    malformed_ratio: float = 0.01
+    faults: Mapping[str, float] = field(default_factory=lambda: {
+        "error_5xx": 0.05, "throttle_429": 0.05, "lost_after_create": 0.03,
+        "timeout_before_create": 0.02})
+    latency_ms: float = 40.0
+    jitter_ms: float = 20.0
+    produce_seconds: float = 30.0
+    deadline_s: float = 300.0
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class Input:
+    """One record produced to payout-link-requested, and what must answer it."""
+
+    kind: str  # valid | duplicate | conflict | invalid | garbage
+    key: bytes
+    value: bytes
+    answer_key: str  # the outcome key that answers it (link key, or raw key)
+
+
+def plan_inputs(cfg: ChaosConfig, run: str) -> list[Input]:
+    """Mostly valid requests; re-sends and conflicts placed after their original."""
+    rng = random.Random(cfg.seed)
+    n_dup = int(cfg.requests * cfg.duplicate_ratio)
+    n_conflict = int(cfg.requests * cfg.conflict_ratio)
+    n_bad = int(cfg.requests * cfg.malformed_ratio)
+    n_valid = cfg.requests - n_dup - n_conflict - n_bad
+    valid = [valid_request(n, run=run, rng=random.Random(n)) for n in range(n_valid)]
+    placed: list[tuple[float, Input]] = [
+        (i, Input("valid", key_of(r), orjson.dumps(r), key_of(r).decode()))
+        for i, r in enumerate(valid)]
+    for j in rng.sample(range(n_valid), n_dup):
+        again = dict(valid[j], event_id=str(uuid.uuid4()))  # a re-send: new envelope
+        placed.append((rng.uniform(j, n_valid), Input(
+            "duplicate", key_of(again), orjson.dumps(again), key_of(again).decode())))
+    for j in rng.sample(range(n_valid), n_conflict):
+        other = orjson.loads(orjson.dumps(valid[j]))
+        other["amount"]["minor_amount"] += 1
+        other["event_id"] = str(uuid.uuid4())
+        placed.append((rng.uniform(j, n_valid), Input(
+            "conflict", key_of(other), orjson.dumps(other), key_of(other).decode())))
+    for i in range(n_bad):
+        if i % 2:
+            bad, _ = invalid_request(n_valid + i, run=run)
+            item = Input("invalid", key_of(bad), orjson.dumps(bad), key_of(bad).decode())
+        else:
+            key = f"{run}-garbage-{i}".encode()
+            item = Input("garbage", key, GARBAGE[i % len(GARBAGE)], key.decode())
+        placed.append((rng.uniform(0, n_valid), item))
+    placed.sort(key=lambda p: p[0])
+    return [item for _, item in placed]
+
+
+# --- the checker ---------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    inputs: Counter = field(default_factory=Counter)
+    one_outcome: int = 0
+    lost: list[str] = field(default_factory=list)
+    unaccounted: list[str] = field(default_factory=list)
+    duplicate_links: list[str] = field(default_factory=list)
+    outcome_events: Counter = field(default_factory=Counter)
+    republished: int = 0
+    answered_at_kills: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        total = sum(self.inputs.values())
+        return (not self.lost and not self.duplicate_links and not self.unaccounted
+                and self.one_outcome == total)
+
+    def final_line(self) -> str:
+        return (f"chaos: {sum(self.inputs.values())} requests, {self.one_outcome} with one outcome, "
+                f"{len(self.lost)} lost, {len(self.duplicate_links)} duplicate links, "
+                f"{len(self.unaccounted)} unaccounted inputs")
+
+
+LINK_FAILURES_EXCLUDED = ("idempotency_conflict", "invalid_request")
+
+
+def _distinct(evs: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {e["event_id"]: e for e in evs}
+
+
+def check(inputs: list[Input], outcomes: Outcomes,
+          ledger_by_receipt: Mapping[str, list[str]]) -> Report:
+    """Account for every input: exactly one outcome each, one link per key at most."""
+    report = Report()
+    by_key: dict[str, list[Mapping[str, Any]]] = {}
+    for topic, evs in outcomes.by_topic.items():
+        for e in evs:
+            by_key.setdefault(outcome_key(e), []).append(e)
+            report.outcome_events[topic] += 1
+    report.republished = sum(len(v) for v in by_key.values()) - sum(
+        len(_distinct(v)) for v in by_key.values())
+
+    for item in inputs:
+        report.inputs[item.kind] += 1
+        evs = by_key.get(item.answer_key, [])
+        if item.kind in ("valid", "duplicate"):
+            mine = _distinct(e for e in evs if e["event_type"] == TOPICS.created or (
+                e["event_type"] == TOPICS.failed
+                and e["error"]["code"] not in LINK_FAILURES_EXCLUDED))
+        elif item.kind == "conflict":
+            fingerprint = events.request_fingerprint(orjson.loads(item.value))
+            expected = events.deterministic_event_id(item.answer_key, events.FAILED,
+                                                     f"conflict:{fingerprint}")
+            mine = _distinct(e for e in evs if e["event_id"] == expected)
+        elif item.kind == "invalid":
+            mine = _distinct(e for e in evs if e["event_type"] == TOPICS.failed
+                             and e["error"]["code"] == "invalid_request")
+        else:
+            mine = _distinct(e for e in evs if e["event_type"] == TOPICS.dead_letter)
+        if not mine:
+            report.lost.append(f"{item.kind}:{item.answer_key}")
+        elif len(mine) > 1:
+            report.unaccounted.append(f"{item.kind}:{item.answer_key} has {len(mine)} outcomes")
+        else:
+            report.one_outcome += 1
+
+    link_keys = {i.answer_key for i in inputs if i.kind == "valid"}
+    for key in sorted(link_keys):
+        links = ledger_by_receipt.get(link_reference(key), [])
+        if len(links) > 1:
+            report.duplicate_links.append(key)
+        created = [e for e in by_key.get(key, []) if e["event_type"] == TOPICS.created]
+        if created and any(e["connector_payout_id"] not in links for e in created):
+            report.unaccounted.append(f"{key}: created event names a link the provider lacks")
+        if not created and links:
+            report.unaccounted.append(f"{key}: provider holds a link but no created outcome")
+    return report
+
+
+def print_report(report: Report, extra: Mapping[str, Any]) -> None:
+    print()
+    print("chaos run")
+    print("---------")
+    for kind in ("valid", "duplicate", "conflict", "invalid", "garbage"):
+        print(f"inputs {kind:<24} {report.inputs[kind]:>7}")
+    for topic, n in sorted(report.outcome_events.items()):
+        print(f"events on {topic:<21} {n:>7}")
+    print(f"re-published outcome events       {report.republished:>7}  (same event_id, after restarts)")
+    for name, value in extra.items():
+        print(f"{name:<34} {value}")
+    for label, items in (("lost", report.lost), ("duplicate links", report.duplicate_links),
+                         ("unaccounted", report.unaccounted)):
+        for item in items[:10]:
+            print(f"  {label}: {item}")
+    print(report.final_line(), flush=True)
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float) -> None:
+    """One idempotent producer for the whole run: it rides out the Kafka restart by
+    retrying internally, without ever writing a record twice."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                enable_idempotence=True, request_timeout_ms=120_000)
+    await producer.start()
+    try:
+        batches = max(1, int(seconds * 4))
+        size = max(1, -(-len(inputs) // batches))
+        started = time.monotonic()
+        for i in range(0, len(inputs), size):
+            sent = [await producer.send(TOPICS.requested, x.value, key=x.key)
+                    for x in inputs[i:i + size]]
+            await asyncio.gather(*sent)
+            lag = started + (i // size + 1) * seconds / batches - time.monotonic()
+            if lag > 0:
+                await asyncio.sleep(lag)  # pacing the offered load, not synchronising
+    finally:
+        await producer.stop()
+
+
+class RunLog(list):
+    """Chaos events, kept for the report and printed as they happen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.monotonic()
+
+    def append(self, line: str) -> None:  # type: ignore[override]
+        super().append(line)
+        print(f"  [{time.monotonic() - self.started:6.1f}s] {line}", flush=True)
+
+
+async def _monkey(cfg: ChaosConfig, broker: Broker, workers: list[WorkerProcess],
+                  reader: OutcomeReader, rng: random.Random, log: list[str],
+                  kills_at: list[int]) -> None:
+    """SIGKILL workers at random moments while outcomes are flowing; restart Kafka once."""
+    kafka_after = {max(1, cfg.kills // 2)} if cfg.kafka_restarts else set()
+    for n in range(1, cfg.kills + 1):
+        seen = len(reader.outcomes.arrival)
+
+        async def progressed(seen: int = seen) -> bool:
+            return len(reader.outcomes.arrival) > seen + 10
+
+        await reader.wait_until(progressed, 60)
+        await asyncio.sleep(rng.uniform(0.2, 2.0))  # a random moment mid-flow
+        victim = workers[rng.randrange(len(workers))] if cfg.restart_killed else workers[-1]
+        pid = victim.pid
+        victim.kill()
+        answered = len(reader.outcomes.arrival)
+        kills_at.append(answered)
+        log.append(f"kill {n}: worker pid {pid} SIGKILLed with {answered} inputs answered")
+        if n in kafka_after:
+            await asyncio.to_thread(broker.stop)
+            log.append("kafka stopped")
+            await asyncio.sleep(rng.uniform(1.0, 3.0))  # the outage itself
+            await asyncio.to_thread(broker.start)
+            log.append("kafka started")
+        if cfg.restart_killed:
+            await asyncio.to_thread(victim.start)
+            log.append(f"worker restarted")
+
+
+async def _supervise(workers: list[WorkerProcess], stop: asyncio.Event, log: list[str]) -> None:
+    """A worker that exits on its own (e.g. while Kafka is down) is restarted, like k8s would."""
+    while not stop.is_set():
+        for w in workers:
+            if w.exited_unexpectedly():
+                log.append(f"worker exited by itself; restarting:\n{w.log_tail(5)}")
+                await asyncio.to_thread(w.start)
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def run(cfg: ChaosConfig, broker: Broker, simulator: SimulatorProcess,
+              workdir: Path) -> Report:
+    run_id = uuid.uuid4().hex[:8]
+    rng = random.Random(cfg.seed)
+    inputs = plan_inputs(cfg, run_id)
+    await create_topics(broker.bootstrap_servers, cfg.partitions)
+    env = {"PAYOUT_SESSION_TIMEOUT_S": "6", "PAYOUT_READ_TIMEOUT_S": "1.5",
+           "PAYOUT_STANDBY_REPLICAS": str(cfg.standby_replicas)}
+    workers = [WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url=simulator.url,
+                             data_dir=workdir / f"worker-{i}", log_path=workdir / f"worker-{i}.log",
+                             app_id=f"chaos-{run_id}", partitions=cfg.partitions, extra_env=env)
+               for i in range(cfg.workers)]
+    log = RunLog()
+    kills_at: list[int] = []
+    stop = asyncio.Event()
+    started = time.monotonic()
+    try:
+        for w in workers:
+            await asyncio.to_thread(w.start)
+        async with OutcomeReader(broker.bootstrap_servers) as reader:
+            supervisor = asyncio.create_task(_supervise(workers, stop, log))
+            producing = asyncio.create_task(
+                _paced_produce(broker.bootstrap_servers, inputs, cfg.produce_seconds))
+            await _monkey(cfg, broker, workers, reader, rng, log, kills_at)
+            await producing
+            log.append("all inputs produced; waiting for outcomes")
+            missing = await reader.wait_for({i.answer_key for i in inputs}, cfg.deadline_s)
+            # let re-publications and conflicts (same keys, later events) land too
+            expected_events = len({i.answer_key for i in inputs if i.kind != "duplicate"}) + sum(
+                1 for i in inputs if i.kind == "conflict")
+
+            async def settled() -> bool:
+                return sum(len(_distinct(v)) for v in _group(reader.outcomes).values()) >= \
+                    expected_events
+
+            await reader.wait_until(settled, 0 if missing else cfg.deadline_s)
+            stop.set()
+            await supervisor
+            outcomes = reader.outcomes
+    finally:
+        stop.set()
+        for w in workers:
+            w.stop()
+    ledger = simulator.ledger()["by_receipt"]
+    report = check(inputs, outcomes, ledger)
+    report.answered_at_kills = kills_at
+    stats = simulator.stats()
+    extra = {"workers SIGKILLed": sum(1 for line in log if line.startswith("kill")),
+             "kafka restarts": sum(1 for line in log if line == "kafka started"),
+             "self-exited workers restarted": sum(1 for line in log if "by itself" in line),
+             "provider faults injected": dict(stats.get("faults", {})),
+             "links at the provider": sum(len(ledger.get(link_reference(i.answer_key), []))
+                                          for i in inputs if i.kind == "valid"),
+             "wall time": f"{time.monotonic() - started:.0f}s"}
+    print_report(report, extra)
+    return report
+
+
+def _group(outcomes: Outcomes) -> dict[str, list[Mapping[str, Any]]]:
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for evs in outcomes.by_topic.values():
+        for e in evs:
+            grouped.setdefault(outcome_key(e), []).append(e)
+    return grouped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--produce-seconds", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the Kafka outage is on purpose
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    cfg = ChaosConfig(requests=args.requests, kills=args.kills, workers=args.workers, seed=seed,
+                      produce_seconds=args.produce_seconds or max(20.0, args.requests / 150))
+    print(f"chaos: {cfg.requests} requests, {cfg.kills} kills, seed {seed}", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="payout-chaos-"))
+    try:
+        with broker_from_environment(workdir / "kafka") as broker, SimulatorProcess(
+                latency_ms=cfg.latency_ms, jitter_ms=cfg.jitter_ms, faults=cfg.faults,
+                hang_ms=3000, seed=seed) as simulator:
+            report = asyncio.run(run(cfg, broker, simulator, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

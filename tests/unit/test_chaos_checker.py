@@ -1,0 +1,73 @@
+"""The chaos checker must catch what it exists to catch."""
+from __future__ import annotations
+
+import orjson
+
+from streams import events
+from streams.connectors.base import link_reference
+from streams.devkit.chaos import ChaosConfig, Input, check, plan_inputs
+from streams.devkit.harness import TOPICS, Outcomes
+from streams.devkit.traffic import key_of, valid_request
+
+
+def created(request: dict, link_id: str) -> dict:
+    return events.created_event(request, connector="razorpay", connector_payout_id=link_id,
+                                url="https://rzp.io/i/x", payout_status="REQUIRES_PAYOUT_METHOD_DATA",
+                                connector_status="issued", reference="pl_x", expires_at=None)
+
+
+def setup():
+    a, b = valid_request(1, run="t"), valid_request(2, run="t")
+    inputs = [Input("valid", key_of(r), orjson.dumps(r), key_of(r).decode()) for r in (a, b)]
+    return a, b, inputs
+
+
+def test_clean_run_passes() -> None:
+    a, b, inputs = setup()
+    out = Outcomes()
+    out.add(TOPICS.created, created(a, "poutlk_a"))
+    out.add(TOPICS.created, created(b, "poutlk_b"))
+    out.add(TOPICS.created, created(b, "poutlk_b"))  # a re-publication is fine
+    ledger = {link_reference(i.answer_key): [f"poutlk_{x}"] for i, x in zip(inputs, "ab")}
+    report = check(inputs, out, ledger)
+    assert report.ok and report.one_outcome == 2 and report.republished == 1
+
+
+def test_lost_duplicate_link_and_phantom_link_are_caught() -> None:
+    a, b, inputs = setup()
+    out = Outcomes()
+    out.add(TOPICS.created, created(a, "poutlk_a"))
+    ledger = {link_reference(inputs[0].answer_key): ["poutlk_a", "poutlk_a2"],
+              link_reference(inputs[1].answer_key): ["poutlk_b"]}
+    report = check(inputs, out, ledger)
+    assert report.lost == [f"valid:{inputs[1].answer_key}"]
+    assert report.duplicate_links == [inputs[0].answer_key]
+    assert any("no created outcome" in u for u in report.unaccounted)
+    assert not report.ok
+    assert report.final_line() == (
+        "chaos: 2 requests, 1 with one outcome, 1 lost, 1 duplicate links, 1 unaccounted inputs")
+
+
+def test_two_different_outcomes_for_one_request_are_unaccounted() -> None:
+    a, _, inputs = setup()
+    out = Outcomes()
+    out.add(TOPICS.created, created(a, "poutlk_a"))
+    out.add(TOPICS.failed, events.failed_event(a, code="provider_rejected", message="m",
+                                               field=None))
+    report = check(inputs[:1], out, {link_reference(inputs[0].answer_key): ["poutlk_a"]})
+    assert len(report.unaccounted) == 1 and not report.ok
+
+
+def test_plan_has_the_requested_mix_with_originals_first() -> None:
+    cfg = ChaosConfig(requests=1000, seed=1)
+    inputs = plan_inputs(cfg, "r")
+    kinds = [i.kind for i in inputs]
+    assert len(inputs) == 1000
+    assert (kinds.count("duplicate"), kinds.count("conflict")) == (20, 10)
+    assert kinds.count("invalid") + kinds.count("garbage") == 10
+    first_seen: dict[str, int] = {}
+    for n, item in enumerate(inputs):
+        if item.kind == "valid":
+            first_seen[item.answer_key] = n
+        elif item.kind in ("duplicate", "conflict"):
+            assert first_seen[item.answer_key] < n
