@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import jsonschema_rs
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
@@ -36,7 +38,7 @@ DEAD_LETTER = "payout-link-dead-letter"
 class Unparseable:
     """Bytes that are not a JSON object: they go to the dead-letter topic."""
 
-    code: str  # "unparseable" | "not_an_object"
+    code: str  # unparseable | not_an_object | too_deeply_nested | duplicate_key
     message: str
 
 
@@ -83,6 +85,37 @@ def request_fingerprint(request: Mapping[str, Any]) -> str:
 # --- parsing and validation -------------------------------------------------------
 
 
+MAX_DEPTH = 32
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False
+
+
+def _first_float(value: Any, path: tuple[str, ...] = ()) -> str | None:
+    """Path of the first non-integer number: the request has no decimal fields, and
+    JSON Schema would count 100.0 as the integer 100 (then sent on as 100.0)."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, path)]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, float):
+            return ".".join(at)
+        if isinstance(node, dict):
+            stack.extend((v, at + (str(k),)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, at + (str(i),)) for i, v in enumerate(node))
+    return None
+
+
 def parse_request(raw: bytes | None) -> dict[str, Any] | Unparseable:
     if raw is None:
         return Unparseable("unparseable", "record has no value (tombstone)")
@@ -92,7 +125,114 @@ def parse_request(raw: bytes | None) -> dict[str, Any] | Unparseable:
         return Unparseable("unparseable", f"not valid UTF-8 JSON: {exc}")
     if not isinstance(value, dict):
         return Unparseable("not_an_object", f"expected a JSON object, got {type(value).__name__}")
+    if _depth_exceeds(value, MAX_DEPTH):
+        # No request field nests deeper than 4; deeper input would only exhaust the
+        # recursion of the checks and encoders downstream.
+        return Unparseable("too_deeply_nested", f"JSON nested deeper than {MAX_DEPTH} levels")
+    duplicate = _duplicate_key(raw)
+    if duplicate is not None:
+        return duplicate
     return value
+
+
+# orjson keeps the last of two equal keys without a word; for money ("amount" twice)
+# picking one is a guess, so the text is read a second time by the stdlib decoder,
+# whose hook sees every object's pairs before they are folded into a dict. Its
+# result is thrown away (the hook returns None): only orjson's value is used.
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> None:
+    if len(pairs) > 1 and len(dict(pairs)) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return None
+
+
+_DUPLICATE_CHECK = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys)
+
+
+def _duplicate_key(raw: bytes | bytearray | memoryview | str) -> Unparseable | None:
+    """``Unparseable("duplicate_key", …)`` when any object repeats a key, else ``None``.
+
+    Runs only on text orjson accepted: valid UTF-8, no NaN, at most 1024 levels deep.
+    The stdlib decoder recurses on the C stack within Python's recursion limit, so
+    text nested close to orjson's limit may not be checkable: it is dead-lettered too.
+    """
+    text = raw if isinstance(raw, str) else str(raw, "utf-8")
+    try:
+        _DUPLICATE_CHECK.decode(text)
+    except _DuplicateKey as duplicate:
+        return Unparseable("duplicate_key", _duplicate_key_message(text, duplicate.key))
+    except RecursionError:
+        return Unparseable("unparseable",
+                           "JSON nested too deeply to check it for duplicate keys")
+    return None
+
+
+@dataclass(frozen=True)
+class _Repeated:
+    """Where the first repeated key is, bubbled up through the enclosing values."""
+
+    path: tuple[str | int, ...]
+
+
+def _locate_repeated(pairs: list[tuple[str, Any]]) -> _Repeated | None:
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key in seen:
+            return _Repeated((key,))
+        seen.add(key)
+        inner = _repeated_in(value)
+        if inner is not None:
+            return _Repeated((key,) + inner.path)
+    return None
+
+
+def _repeated_in(value: Any) -> _Repeated | None:
+    if isinstance(value, _Repeated):
+        return value
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            inner = _repeated_in(item)
+            if inner is not None:
+                return _Repeated((index,) + inner.path)
+    return None
+
+
+_LOCATE_REPEATED = json.JSONDecoder(object_pairs_hook=_locate_repeated)
+
+
+def _duplicate_key_message(text: str, key: str) -> str:
+    """Name the repeated key and its object (slow, but only for rejected input)."""
+    try:
+        found = _repeated_in(_LOCATE_REPEATED.decode(text))
+    except RecursionError:
+        found = None
+
+    def shown(name: str) -> str:
+        name = json.dumps(name, ensure_ascii=False)[1:-1]  # control characters escaped
+        return name if len(name) <= 40 else name[:40] + "…"
+
+    if found is None:  # too deep to walk in Python: the key is all we can name
+        where = "a JSON object"
+    else:
+        *parents, last = found.path
+        key = str(last)
+        parts: list[str] = []
+        for p in parents:
+            parts.append(f"[{p}]" if isinstance(p, int) else ("." if parts else "") + shown(p))
+        where = "".join(parts)
+        if len(where) > 120:  # a key deep inside 500 arrays: the innermost part is what helps
+            where = "…" + where[-120:]
+        where = f"'{where}'" if where else "the top-level object"
+    return (f"duplicate key '{shown(key)}' in {where}: each key may appear only once, "
+            f"and picking one of its values would be a guess")
 
 
 def _schema_resources() -> Iterable[tuple[str, Resource]]:
@@ -136,18 +276,49 @@ def _error_message(error: ValidationError, field: str | None) -> str:
     return message
 
 
+@lru_cache(maxsize=None)
+def _fast_request_validator() -> jsonschema_rs.Draft202012Validator:
+    schema = orjson.loads((SCHEMA_DIR / f"{REQUESTED}.schema.json").read_bytes())
+    return jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+
+
 def validate_request(request: Mapping[str, Any]) -> InvalidRequest | None:
-    """The first schema violation, deepest path first, or ``None`` when valid."""
+    """The first schema violation, deepest path first, or ``None`` when valid.
+
+    Valid requests (nearly all) are checked by jsonschema-rs in ~2 µs; the pure-Python
+    validator (~280 µs) runs only to describe a violation.
+    """
+    decimal_at = _first_float(request)
+    if decimal_at is not None:
+        return InvalidRequest(field=decimal_at or None,
+                              message="must be an integer: decimal numbers are not accepted")
+    try:
+        if _fast_request_validator().is_valid(request):
+            return None
+    except Exception:  # an input the Rust validator can't take: let Python judge it
+        pass
     errors = sorted(
         validator_for(REQUESTED).iter_errors(request),
         key=lambda e: (len(list(e.absolute_path)), str(list(e.absolute_path))),
     )
     if not errors:
-        return None
+        return _described_by_fast_validator(request)
     # Prefer the most specific error so the field named is the one to fix.
     error = max(errors, key=lambda e: len(list(e.absolute_path)))
     field = _error_field(error)
     return InvalidRequest(field=field, message=_error_message(error, field))
+
+
+def _described_by_fast_validator(request: Mapping[str, Any]) -> InvalidRequest | None:
+    """The two validators disagreed: trust the stricter one, and say what it saw."""
+    try:
+        error = next(iter(_fast_request_validator().iter_errors(request)), None)
+    except Exception as exc:
+        return InvalidRequest(field=None, message=f"request could not be validated: {exc}"[:300])
+    if error is None:
+        return None
+    field = ".".join(str(p) for p in error.instance_path) or None
+    return InvalidRequest(field=field, message=str(error.message)[:300])
 
 
 # --- outgoing events --------------------------------------------------------------

@@ -1,6 +1,7 @@
 """RazorpayX Payout Links: pure transformers (see shared/reference/providers.md)."""
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -46,14 +47,24 @@ REQUEST_FIELD = {
 }
 
 
-def _unix_seconds(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+MAX_RETRY_AFTER_S = 300.0  # a provider's Retry-After must not stall a link for ever
 
 
-def _iso(unix_seconds: int | None) -> str | None:
-    if not unix_seconds:
+def _unix_seconds(rfc3339: str) -> int:
+    """RFC 3339 allows a lowercase 'z'; datetime.fromisoformat does not."""
+    text = rfc3339[:-1] + "+00:00" if rfc3339[-1:] in ("z", "Z") else rfc3339
+    return int(datetime.fromisoformat(text).timestamp())
+
+
+def _iso(unix_seconds: Any) -> str | None:
+    """Provider timestamps are untrusted: anything but a plausible epoch second is None."""
+    if type(unix_seconds) is not int or not 0 < unix_seconds < 32503680000:  # year 3000
         return None
     return datetime.fromtimestamp(unix_seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class RazorpayConnector:
@@ -102,11 +113,15 @@ class RazorpayConnector:
             return outcome if isinstance(outcome, (Transient, Rejected)) else Transient(
                 "lookup_unanswered", answer.status)
         body = _json(answer.body)
-        items = [i for i in (body or {}).get("items", []) if i.get("receipt") == reference]
-        if not items:
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            return Transient("lookup_unreadable", answer.status)  # can't tell: ask again
+        mine = [i for i in items if i.get("receipt") == reference]
+        if not mine:
             return NotFound()
         # Should there ever be two, the oldest is the one the recipient was told about.
-        oldest = min(items, key=lambda i: (i.get("created_at") or 0, i.get("id", "")))
+        oldest = min(mine, key=lambda i: (i.get("created_at") if type(i.get("created_at")) is int
+                                          else 0, str(i.get("id", ""))))
         return _link_from_entity(oldest)
 
 
@@ -118,13 +133,15 @@ def _json(body: bytes) -> Any:
 
 
 def _link_from_entity(entity: Any) -> ProviderOutcome:
-    if not isinstance(entity, dict) or not entity.get("id") or not entity.get("short_url"):
+    link_id = _text(entity.get("id")) if isinstance(entity, dict) else None
+    url = _text(entity.get("short_url")) if isinstance(entity, dict) else None
+    if not link_id or not url or not url.startswith(("https://", "http://")):
         # A 200 we can't read may still mean a link exists.
         return Unknown("unreadable_success_body", 200)
-    status = str(entity.get("status", ""))
+    status = _text(entity.get("status")) or "unknown"
     return LinkCreated(
-        connector_payout_id=entity["id"],
-        url=entity["short_url"],
+        connector_payout_id=link_id,
+        url=url,
         connector_status=status,
         payout_status=PAYOUT_STATUS.get(status, "PENDING"),
         expires_at=_iso(entity.get("expire_by")),
@@ -134,15 +151,19 @@ def _link_from_entity(entity: Any) -> ProviderOutcome:
 def _retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after") or headers.get("Retry-After")
     try:
-        return max(0.0, float(value)) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
+        return None  # an HTTP-date: rare from APIs; our own backoff applies
+    if seconds is None or not math.isfinite(seconds):
         return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def _error_outcome(answer: HttpAnswer) -> ProviderOutcome:
     status = answer.status
-    if status == 429:
-        return Transient("throttled", status, _retry_after(answer.headers))
+    if status in (408, 429):  # the provider did not process the request
+        return Transient("throttled" if status == 429 else "request_timeout", status,
+                         _retry_after(answer.headers))
     if status >= 500:
         # A 5xx may come from a gateway after the API committed the link (502/504),
         # so it is not proof that nothing was created: look up before creating again.
@@ -152,15 +173,15 @@ def _error_outcome(answer: HttpAnswer) -> ProviderOutcome:
     if not isinstance(error, dict):
         error = {}
     details = {
-        "code": error.get("code"),
-        "message": error.get("description"),
-        "reason": error.get("reason"),
-        "field": error.get("field"),
+        "code": _text(error.get("code")),
+        "message": _text(error.get("description")),
+        "reason": _text(error.get("reason")),
+        "field": _text(error.get("field")),
     }
-    message = str(error.get("description") or f"HTTP {status} from razorpay")
-    field = REQUEST_FIELD.get(str(error.get("field"))) if error.get("field") else None
+    message = details["message"] or f"HTTP {status} from razorpay"
+    field = REQUEST_FIELD.get(details["field"]) if details["field"] else None
     if status == 401 or status == 403:
         return Rejected("provider_authentication_failed", message, None, status, details)
-    if error.get("reason") == "insufficient_funds":
+    if details["reason"] == "insufficient_funds":
         return Rejected("insufficient_funds", message, field, status, details)
     return Rejected("provider_rejected", message, field, status, details)
