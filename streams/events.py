@@ -38,7 +38,7 @@ DEAD_LETTER = "payout-link-dead-letter"
 class Unparseable:
     """Bytes that are not a JSON object: they go to the dead-letter topic."""
 
-    code: str  # unparseable | not_an_object | too_deeply_nested | duplicate_key
+    code: str  # unparseable | not_an_object | too_deeply_nested | duplicate_key | processing_error
     message: str
 
 

@@ -49,6 +49,16 @@ class RequestProcessor:
             timestamp=message.timestamp,
         )
         once = f"{source.topic}/{source.partition}/{source.offset}"  # a key nobody shares
+        try:
+            await self._classify(event, source, once)
+        except Exception as exc:  # a bug must neither crash the worker nor drop the record
+            log.exception("could not process %s; dead-lettering it", once)
+            dead = events.dead_letter_event(source, events.Unparseable(
+                "processing_error", f"{type(exc).__name__}: {exc}"[:300]))
+            await self.in_flight.submit(event, once, partial(
+                self._publish, self.dead_letter, source.key, dead))
+
+    async def _classify(self, event: EventT, source: events.SourceRecord, once: str) -> None:
         request = events.parse_request(source.value)
         if isinstance(request, events.Unparseable):
             log.warning("dead-lettering %s: %s", once, request.message)
