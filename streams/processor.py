@@ -124,9 +124,15 @@ class RequestProcessor:
         result, calls = await settler.settle(request, record.reference, routing.account,
                                              routing.auth, lookup_first=decision.lookup_first)
         outcome = self._outcome_event(request, record, routing.connector, result)
-        record = lifecycle.settled(record, outcome, created=isinstance(result, LinkCreated),
+        created = isinstance(result, LinkCreated)
+        record = lifecycle.settled(record, outcome, created=created,
                                    provider_calls=record.provider_calls + calls)
-        self.links[key] = record.to_bytes()
+        if not created:
+            # A failure must be remembered before it is told: on a redelivery the
+            # provider might now accept what it rejected, and two outcomes would exist.
+            self.links[key] = record.to_bytes()
+        # A created link needs no such write: until the one below lands, a redelivery
+        # finds `creating`, looks the link up, and publishes the same event again.
         await self._publish_outcome(key, outcome)
         self.links[key] = lifecycle.published(record).to_bytes()
 

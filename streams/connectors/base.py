@@ -8,7 +8,6 @@ provably created nothing, :class:`Unknown` means it may have.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Union
@@ -88,12 +87,11 @@ class Connector(Protocol):
     def read_lookup(self, answer: HttpAnswer, reference: str) -> ProviderOutcome: ...
 
 
-def link_reference(link_key: str, *, prefix: str = "pl_", length: int = 32) -> str:
+def link_reference(link_key: str, *, prefix: str = "pl_") -> str:
     """A deterministic provider reference for a link key.
 
     Providers cap reference length (Razorpay ``receipt`` ≤ 40, idempotency key ≤ 36)
     and alphabet, while link keys are merchant-chosen; a hash fits every provider
     and is the same on every worker and every retry.
     """
-    digest = hashlib.sha256(link_key.encode("utf-8")).digest()
-    return prefix + base64.b32encode(digest).decode("ascii").rstrip("=")[:length]
+    return prefix + hashlib.sha256(link_key.encode("utf-8")).hexdigest()[:32]  # 128 bits

@@ -75,7 +75,8 @@ async def test_worker_killed_mid_flight_resumes_without_duplicate_links(broker, 
             worker.kill()  # SIGKILL: no clean shutdown, calls in flight are lost
             settled_before_kill = len(reader.outcomes.arrival)
             worker.start()
-            assert await reader.wait_for(keys, DEADLINE_S) == set()
+            missing = await reader.wait_for(keys, DEADLINE_S)
+            assert missing == set(), f"{len(missing)} unanswered; worker log:\n{worker.log_tail(80)}"
             outcomes = {k: reader.outcomes.for_key(k) for k in keys}
     finally:
         simulator.configure(latency_ms=5, jitter_ms=5)
