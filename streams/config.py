@@ -61,6 +61,7 @@ class Settings:
     breaker_open_s: float = 5.0
     retry_max_attempts: int = 8
     retry_max_s: float = 60.0
+    producer_linger_ms: float = 5.0
 
     def razorpay_credentials(self, merchant_id: str) -> RazorpayCredentials | None:
         """Per-merchant credentials, falling back to the ``*`` entry."""
@@ -111,4 +112,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         breaker_open_s=float(env.get("PAYOUT_BREAKER_OPEN_S", "5")),
         retry_max_attempts=int(env.get("PAYOUT_RETRY_MAX_ATTEMPTS", "8")),
         retry_max_s=float(env.get("PAYOUT_RETRY_MAX_S", "60")),
+        producer_linger_ms=float(env.get("PAYOUT_PRODUCER_LINGER_MS", "5")),
     )

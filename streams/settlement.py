@@ -8,11 +8,13 @@ reference, for as long as that takes.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
 from streams.connectors.base import (
     Connector, HttpAnswer, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
@@ -54,17 +56,20 @@ class LinkSettler:
         self.transport = transport
         self.policy = policy
         self.guard = guard
-        self._backoff = wait_random_exponential(multiplier=policy.backoff_base_s,
-                                                max=policy.backoff_max_s)
 
     async def settle(self, request: Mapping[str, Any], reference: str, account: Any,
                      auth: BasicAuth, *, lookup_first: bool) -> tuple[Settled, int]:
         """Return the definite outcome and the number of provider calls made."""
         state = _Attempts(lookup_first=lookup_first)
+        state.last = await self._attempt(request, reference, account, auth, state)
+        if isinstance(state.last, (LinkCreated, Rejected)):
+            return state.last, state.calls  # nearly every link: no retry machinery at all
+        await asyncio.sleep(self._delay(1, state.last))
         retrying = AsyncRetrying(
             retry=retry_if_result(lambda o: isinstance(o, (Transient, Unknown))),
             stop=self._stop_when(state, reference),
-            wait=self._wait,
+            wait=lambda rs: self._delay(rs.attempt_number + 1,
+                                        rs.outcome.result() if rs.outcome else None),
             retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None,
             reraise=True,
         )
@@ -74,7 +79,7 @@ class LinkSettler:
             attempt.retry_state.set_result(state.last)
         last = state.last
         if isinstance(last, Transient):
-            return RetriesExhausted(last, attempt.retry_state.attempt_number), state.calls
+            return RetriesExhausted(last, attempt.retry_state.attempt_number + 1), state.calls
         assert isinstance(last, (LinkCreated, Rejected)), last
         return last, state.calls
 
@@ -106,20 +111,22 @@ class LinkSettler:
         policy = self.policy
 
         def stop(rs: RetryCallState) -> bool:
+            attempts = rs.attempt_number + 1  # the first attempt ran before tenacity
             # Only provable no-ops may end in failure; unknown outcomes keep looking.
             if state.lookup_first or not isinstance(state.last, Transient):
-                if rs.attempt_number % 20 == 0:
+                if attempts % 20 == 0:
                     log.error("link %s still unresolved after %d attempts (last: %s)",
-                              reference, rs.attempt_number, state.last)
+                              reference, attempts, state.last)
                 return False
-            return (rs.attempt_number >= policy.max_attempts
+            return (attempts >= policy.max_attempts
                     or (rs.seconds_since_start or 0) >= policy.max_seconds)
 
         return stop
 
-    def _wait(self, rs: RetryCallState) -> float:
-        delay = self._backoff(rs)
-        last = rs.outcome.result() if rs.outcome and not rs.outcome.failed else None
+    def _delay(self, attempts_made: int, last: Any) -> float:
+        """Full-jitter exponential backoff, never shorter than the provider's Retry-After."""
+        cap = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2 ** attempts_made)
+        delay = random.uniform(0, cap)
         if isinstance(last, Transient) and last.retry_after_s is not None:
             delay = max(delay, last.retry_after_s)
         return delay

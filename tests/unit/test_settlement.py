@@ -115,17 +115,25 @@ async def test_retry_after_is_honoured(monkeypatch) -> None:
     waits: list[float] = []
     settler = LinkSettler(RazorpayConnector(), ScriptedTransport(  # type: ignore[arg-type]
         [HttpAnswer(429, {"retry-after": "2"}, b"{}"), ok(LINK)]), FAST)
-    from tenacity import RetryCallState
+    original = settler._delay
 
-    original = settler._wait
-
-    def spy(rs: RetryCallState) -> float:
-        waits.append(original(rs))
+    def spy(attempts_made: int, last: object) -> float:
+        waits.append(original(attempts_made, last))
         return 0.0
 
-    monkeypatch.setattr(settler, "_wait", spy)
+    monkeypatch.setattr(settler, "_delay", spy)
     result, _ = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
     assert isinstance(result, LinkCreated) and waits == [2.0]
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    settler = LinkSettler(RazorpayConnector(), ScriptedTransport([]),  # type: ignore[arg-type]
+                          RetryPolicy(backoff_base_s=0.2, backoff_max_s=10.0))
+    for attempts in range(1, 12):
+        delays = [settler._delay(attempts, None) for _ in range(200)]
+        cap = min(10.0, 0.2 * 2 ** attempts)
+        assert all(0 <= d <= cap for d in delays)
+        assert max(delays) > cap / 2  # spread across the window, not a constant
 
 
 # --- over real HTTP, against the simulator ----------------------------------------
