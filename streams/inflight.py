@@ -8,7 +8,8 @@ the committed offset. So the agent reads with acks disabled and this module acks
 * work for one link key runs strictly after the previous work for that key;
 * at most ``max_in_flight`` pieces of work exist; the agent waits when full;
 * an event is acked only when it *and every earlier event of its partition* are done,
-  so the committed offset never passes an event whose outcome is not published.
+  so the committed offset never passes an event whose outcome is not published;
+* no other ack reaches the consumer for the request topics (:func:`guard_acks`).
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
+from weakref import WeakSet
 
-from faust.types import TP, EventT
+from faust.types import TP, ConsumerT, EventT, Message
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,33 @@ log = logging.getLogger(__name__)
 class _Slot:
     event: EventT  # held strongly: Faust's current_event is a weak reference
     done: bool = False
+
+
+# Messages whose outcome is published: the only ones guard_acks lets through.
+_settled: WeakSet[Message] = WeakSet()
+
+
+def guard_acks(consumer: ConsumerT, topics: Iterable[str]) -> None:
+    """Let only settled records of ``topics`` count as acked by Faust's consumer.
+
+    Faust acks records it never hands to the agent: those it skips while flow control
+    is suspended during a rebalance, or because they were fetched in an older
+    generation. If the partition stays with this worker, that ack is committed and the
+    seek after the rebalance starts *past* records no one processed. Measured: the
+    two-worker chaos test lost 4 of 800 requests this way. A refused ack leaves the
+    record uncommitted, so it is fetched again; the skipped message is dropped from the
+    consumer's unacked set so a rebalance does not wait for it.
+    """
+    guarded = frozenset(topics)
+    ack = consumer.ack
+
+    def settled_only(message: Message) -> bool:
+        if message.topic in guarded and message not in _settled:
+            consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]
+            return False
+        return ack(message)
+
+    consumer.ack = settled_only  # type: ignore[method-assign]
 
 
 @dataclass
@@ -44,7 +73,9 @@ class OrderedAcks:
         slot.done = True
         queue = self._pending[slot.event.message.tp]
         while queue and queue[0].done:
-            queue.popleft().event.ack()
+            event = queue.popleft().event
+            _settled.add(event.message)
+            event.ack()
 
     def in_flight(self) -> int:
         return sum(len(q) for q in self._pending.values())
@@ -84,6 +115,13 @@ class KeyedInFlight:
         await work()
 
     def _finished(self, task: asyncio.Task[None], key: str, slot: _Slot) -> None:
+        try:
+            self._settle_slot(task, key, slot)
+        except Exception as exc:  # a bug here would stall the partition silently
+            log.critical("ack bookkeeping failed for %s", key, exc_info=exc)
+            asyncio.ensure_future(self._on_failure(exc))
+
+    def _settle_slot(self, task: asyncio.Task[None], key: str, slot: _Slot) -> None:
         self._slots.release()
         if self._tails.get(key) is task:
             del self._tails[key]

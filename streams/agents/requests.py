@@ -14,6 +14,7 @@ from streams.app import (
 from streams.connectors.guard import ProviderGuard
 from streams.connectors.razorpay import RazorpayConnector
 from streams.connectors.transport import ProviderTransport
+from streams.inflight import guard_acks
 from streams.processor import RequestProcessor
 from streams.settlement import LinkSettler, RetryPolicy
 
@@ -39,5 +40,6 @@ def build_processor() -> RequestProcessor:
 @app.agent(request_channel, name="payout-link-requests")
 async def handle_requests(stream: StreamT) -> None:
     processor = build_processor()
+    guard_acks(app.consumer, (settings.topics.requested, settings.topics.routed))
     async for event in stream.noack().events():
         await processor.accept(event)

@@ -14,11 +14,11 @@ import pytest
 
 from streams import events
 from streams.config import load_settings
-from streams.inflight import KeyedInFlight
+from streams.inflight import KeyedInFlight, guard_acks
 from streams.processor import RequestProcessor
 
 
-@dataclass
+@dataclass(eq=False)
 class FakeMessage:
     topic: str
     partition: int
@@ -157,3 +157,34 @@ async def test_a_failed_task_is_never_acked_and_stops_the_worker() -> None:
     while not failures:
         await asyncio.sleep(0)
     assert acked == [] and isinstance(failures[0], RuntimeError)
+
+
+def test_ack_guard_refuses_acks_for_records_nobody_settled() -> None:
+    recorded: list[int] = []
+
+    class FakeConsumer:
+        _unacked_messages: set = set()
+
+        def ack(self, message: FakeMessage) -> bool:
+            recorded.append(message.offset)
+            return True
+
+    consumer = FakeConsumer()
+    guard_acks(consumer, {"payout-link-requested"})  # type: ignore[arg-type]
+    skipped = FakeMessage("payout-link-requested", 0, 7, None, None)
+    consumer._unacked_messages.add(skipped)
+    assert consumer.ack(skipped) is False  # Faust acking a record it skipped
+    assert skipped not in consumer._unacked_messages
+    assert consumer.ack(FakeMessage("other-topic", 0, 3, None, None)) is True
+
+    in_flight = KeyedInFlight(4, _never)
+    mine = FakeMessage("payout-link-requested", 0, 8, None, None)
+
+    class Event:
+        message = mine
+
+        def ack(self) -> None:
+            consumer.ack(mine)
+
+    in_flight.complete_now(Event())  # type: ignore[arg-type]
+    assert recorded == [3, 8]
