@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,6 +28,10 @@ unit: $(VENV)/.installed
 
 integration: install
 	$(PY) -m pytest -ra tests/integration
+
+# Real Kafka, the simulator at 100 ms, one worker; writes bench/results/ and docs/benchmarks.md.
+bench: install
+	$(PY) -m bench.run
 
 worker: $(VENV)/.installed
 	$(PY) -m streams worker --loglevel info

@@ -1,0 +1,446 @@
+"""``make bench``: the real pipeline under stepped load, next to two baselines, in one run.
+
+What runs (everything on this machine, every process stopped by its pid at the end):
+
+* a real Kafka broker (``broker_from_environment``), the RazorpayX simulator with
+  ``--latency-ms`` (+ uniform ``--jitter-ms``), and one worker at a time;
+* **bare ceiling**: ``bench.baselines bare`` (consume + table write + send, no HTTP),
+  ``--bare-links`` requests produced as fast as possible;
+* **naive agent**: ``bench.baselines naive`` (one event at a time, one awaited HTTP call
+  each), ``--naive-links`` requests;
+* **the real worker** (``python -m streams worker``): paced steps at each ``--steps`` rate
+  for ``--step-seconds``, then ``max``: requests as fast as possible, at least
+  ``--max-links`` and enough that the worker has seen ``--rss-links`` links in total. Peak
+  RSS is the worker's VmHWM after all of it (so over at least ``--rss-links`` links).
+
+Each measurement uses its own app id (consumer group, table changelog) and, for the
+baselines, its own topics. Latency is request send -> outcome arrival, both taken in
+this process. Results: a table on stdout, ``bench/results/latest.json``,
+``bench/results/latest.png``, and one dated row appended to ``docs/benchmarks.md``.
+If a target is missed and py-spy is installed, the worker is profiled at max load into
+``bench/results/profile.txt``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import AsyncExitStack, ExitStack
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from bench.measure import (
+    LoadDriver, OutcomeTracker, ProcSampler, StepResult, proc_memory_kb, start_group_at_end,
+)
+from bench import report
+from streams.devkit.broker import LocalKafka, broker_from_environment, free_port
+from streams.devkit.harness import OUTCOME_TOPICS, REPO_ROOT, TOPICS, WorkerProcess, create_topics
+from streams.devkit.simulator import SimulatorProcess
+from streams.devkit.traffic import key_of, valid_request
+
+RESULTS = REPO_ROOT / "bench" / "results"
+WARMUP_LINKS = 500
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
+
+TARGETS = {
+    "links_per_s": ("≥ 1500 links/s sustained by one worker", lambda r: r["links_per_s"] >= 1500),
+    "half_bare": ("≥ ½ of the bare ceiling", lambda r: r["links_per_s"] >= 0.5 * r["bare_ceiling_per_s"]),
+    "p99_at_500": ("p99 ≤ 1 s at 500 links/s offered",
+                   lambda r: r["p99_ms_at_500"] is not None and r["p99_ms_at_500"] <= 1000),
+    "peak_rss": ("peak RSS ≤ 400 MB over ≥ 100,000 links",
+                 lambda r: r["peak_rss_mb"] <= 400 and r["links_through_worker"] >= 100_000),
+    "x_naive": ("≥ 100× the naive agent", lambda r: r["links_per_s"] >= 100 * r["naive_per_s"]),
+}
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+class BaselineProcess(WorkerProcess):
+    """``python -m bench.baselines <kind> worker``, started and stopped like the real worker."""
+
+    def __init__(self, kind: str, *, bootstrap: str, provider_url: str, data_dir: Path,
+                 log_path: Path, app_id: str, partitions: int, in_topic: str,
+                 out_topic: str) -> None:
+        super().__init__(bootstrap=bootstrap, provider_url=provider_url, data_dir=data_dir,
+                         log_path=log_path, app_id=app_id, partitions=partitions, extra_env={
+                             "BENCH_APP_ID": app_id, "BENCH_IN_TOPIC": in_topic,
+                             "BENCH_OUT_TOPIC": out_topic, "BENCH_PARTITIONS": str(partitions),
+                             "BENCH_DATA_DIR": str(data_dir)})
+        self.kind = kind
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.env["BENCH_WEB_PORT"] = str(free_port())
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.baselines", self.kind, "worker", "--loglevel", "info"],
+                cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        self.wait_for_log("[^Worker]: Ready", timeout)
+
+
+def records_for(run: str, n: int, start: int = 0) -> list[tuple[bytes, bytes]]:
+    """``n`` valid, distinct requests keyed by their link key (so they land at home)."""
+    out = []
+    for i in range(start, start + n):
+        request = valid_request(i, run=run)
+        out.append((key_of(request), orjson.dumps(request)))
+    return out
+
+
+def say(*parts: Any) -> None:
+    print(time.strftime("%H:%M:%S"), *parts, flush=True)
+
+
+# ------------------------------------------------------------------------------ phases
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path, bootstrap: str,
+                 simulator: SimulatorProcess, broker_pid: int | None,
+                 stack: AsyncExitStack) -> None:
+        self.args, self.workdir, self.bootstrap = args, workdir, bootstrap
+        self.simulator, self.stack = simulator, stack
+        self.run_id = uuid.uuid4().hex[:8]
+        self.sampler = ProcSampler(interval=0.5)
+        self.sampler.watch("simulator", simulator.pid)
+        self.sampler.watch("broker", broker_pid)
+        self.sampler.watch("driver", os.getpid())
+        self.profile_text: str | None = None
+        self.profile_rate = 0.0
+        self.phase = 0
+
+    async def _start(self, proc: WorkerProcess) -> None:
+        self.stack.callback(proc.stop)
+        await asyncio.to_thread(proc.start)
+        self.sampler.watch("worker", proc.pid)
+
+    async def _stop(self, proc: WorkerProcess) -> None:
+        self.sampler.unwatch("worker")
+        await asyncio.to_thread(proc.stop)
+
+    async def baseline(self, kind: str, count: int, warmup: int) -> StepResult:
+        name = f"bench-{kind}-{self.run_id}"
+        in_topic, out_topic = f"{name}-requests", f"{name}-outcomes"
+        await create_topics(self.bootstrap, self.args.partitions, (in_topic, out_topic))
+        proc = BaselineProcess(kind, bootstrap=self.bootstrap, provider_url=self.simulator.url,
+                               data_dir=self.workdir / name, log_path=self.workdir / f"{name}.log",
+                               app_id=name, partitions=self.args.partitions,
+                               in_topic=in_topic, out_topic=out_topic)
+        say(f"{kind} baseline: starting ({name})")
+        await self._start(proc)
+        try:
+            async with OutcomeTracker(self.bootstrap, [out_topic]) as tracker, \
+                    LoadDriver(self.bootstrap, in_topic, tracker, self.sampler) as driver:
+                if warmup:
+                    await driver.run("warmup", records_for(f"{name}-w", warmup), rate=None,
+                                     drain_timeout=60)
+                records = records_for(name, count)
+                say(f"{kind} baseline: {count} requests as fast as possible")
+                result = await driver.run(kind, records, rate=None,
+                                          drain_timeout=max(60.0, count / 5))
+        except BaseException:
+            print(proc.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            await self._stop(proc)
+        say(f"{kind} baseline: {result.sustained_per_s:.1f}/s "
+            f"({result.completed}/{result.requests} outcomes)")
+        return result
+
+    async def real_worker(self, max_in_flight: int, plan: Sequence[tuple[str, float | None, int]],
+                          *, profile: str = "never") -> tuple[list[StepResult], dict[str, Any]]:
+        """Run ``plan`` [(name, rate or None, count)] through one real worker."""
+        self.phase += 1  # a fresh app id (group, table, link keys) for every worker started
+        app_id = f"payout-links-bench-{self.run_id}-{self.phase}-mif{max_in_flight}"
+        await start_group_at_end(self.bootstrap, app_id, (TOPICS.requested, TOPICS.routed))
+        worker = WorkerProcess(bootstrap=self.bootstrap, provider_url=self.simulator.url,
+                               data_dir=self.workdir / app_id, log_path=self.workdir / f"{app_id}.log",
+                               app_id=app_id, partitions=self.args.partitions,
+                               extra_env={"PAYOUT_MAX_IN_FLIGHT": str(max_in_flight)})
+        say(f"worker (max in flight {max_in_flight}): starting ({app_id})")
+        await self._start(worker)
+        results: list[StepResult] = []
+        info: dict[str, Any] = {"max_in_flight": max_in_flight, "links": 0}
+        try:
+            async with OutcomeTracker(self.bootstrap, OUTCOME_TOPICS) as tracker, \
+                    LoadDriver(self.bootstrap, TOPICS.requested, tracker, self.sampler) as driver:
+                warm = await driver.run("warmup", records_for(f"{app_id}-w", WARMUP_LINKS), rate=250,
+                                        drain_timeout=60)
+                info["links"] += warm.completed
+                for name, rate, count in plan:
+                    records = records_for(f"{app_id}-{name}", count)
+                    say(f"worker: step {name}: {count} requests "
+                        + (f"at {rate:.0f}/s" if rate else "as fast as possible"))
+                    timeout = max(60.0, count / 200)
+                    before = (dict(tracker.by_topic), self._provider_links())
+                    result = await driver.run(name, records, rate=rate, drain_timeout=timeout)
+                    self._check(result, tracker, *before)
+                    info["links"] += result.completed
+                    results.append(result)
+                    now = self.sampler.sample_now("worker")
+                    info.setdefault("rss_by_links", []).append(
+                        [info["links"], round(now.rss_kb / 1024, 1) if now else None])
+                    say(f"worker: step {name}: {result.sustained_per_s:.0f} links/s, "
+                        f"p99 {result.p99_ms} ms, backlog at end {result.backlog_at_end}, "
+                        f"worker CPU {result.worker.get('cpu_pct')}%")
+                mem = proc_memory_kb(worker.pid) if worker.pid else None
+                info["peak_rss_mb"] = round(mem[1] / 1024, 1) if mem else None
+                info["outcome_records"] = dict(tracker.by_topic)
+                if profile != "never" and worker.pid:
+                    self.profile_text = await self.profile(worker.pid, driver, app_id)
+        except BaseException:
+            print(worker.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            await self._stop(worker)
+        return results, info
+
+    def _provider_links(self) -> int:
+        return int(self.simulator.stats().get("events", {}).get("links_created", 0))
+
+    def _check(self, result: StepResult, tracker: OutcomeTracker, by_topic: dict[str, int],
+               links: int) -> None:
+        """Record what the step really did: outcome records per topic, links at the provider."""
+        result.checks = {t.removeprefix("payout-link-"): n - by_topic.get(t, 0)
+                         for t, n in tracker.by_topic.items()}
+        result.checks["provider_links_created"] = self._provider_links() - links
+        if result.checks["provider_links_created"] < result.completed:
+            say(f"WARNING: step {result.name}: {result.completed} outcomes but only "
+                f"{result.checks['provider_links_created']} links created at the provider")
+        if result.checks.get("created", 0) < result.completed:
+            say(f"WARNING: step {result.name}: not every outcome is payout-link-created: "
+                f"{result.checks}")
+
+    async def profile(self, pid: int, driver: LoadDriver, app_id: str) -> str | None:
+        """py-spy the worker while it drains a burst; returns the summary text."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(spy).exists():
+            say("profile: py-spy not installed (pip install py-spy==0.4.3); skipped")
+            return None
+        seconds = self.args.profile_seconds
+        count = int(seconds * max(200.0, self.profile_rate) * 1.2)  # keeps it busy throughout
+        records = records_for(f"{app_id}-profile", count)
+        folded = RESULTS / "profile.folded"
+        say(f"profile: py-spy on the worker for {seconds}s while it drains {count} requests")
+        proc = await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
+            "--gil", "--threads", "--format", "raw", "--output", str(folded),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            await asyncio.sleep(0.5)
+            result = await driver.run("profile", records, rate=None, drain_timeout=max(60.0, count / 300))
+            _, err = await asyncio.wait_for(proc.communicate(), seconds + 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        if proc.returncode != 0 or not folded.exists():
+            say(f"profile: py-spy failed: {err.decode(errors='replace')[-500:]}")
+            return None
+        text = report.summarise_folded(folded.read_text(), header=(
+            f"py-spy record --rate 100 --gil --threads, {seconds}s, worker pid {pid} draining "
+            f"{count} requests as fast as possible ({result.sustained_per_s:.0f} links/s, "
+            f"worker CPU {result.worker.get('cpu_pct')}% of one core)"))
+        (RESULTS / "profile.txt").write_text(text)
+        say(f"profile: summary in {RESULTS / 'profile.txt'}")
+        return text
+
+
+# -------------------------------------------------------------------------------- main
+
+
+def parse_steps(text: str) -> list[float | None]:
+    out: list[float | None] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part:
+            out.append(None if part == "max" else float(part))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--latency-ms", type=float, default=100.0, help="simulator base latency")
+    p.add_argument("--jitter-ms", type=float, default=20.0, help="uniform extra 0..jitter per call")
+    p.add_argument("--steps", default="250,500,1000,2000,max",
+                   help="offered loads in links/s; 'max' = as fast as possible")
+    p.add_argument("--step-seconds", type=float, default=10.0, help="duration of each paced step")
+    p.add_argument("--rss-links", type=int, default=100_000,
+                   help="links the worker must see in total (peak RSS is measured over them); "
+                        "the 'max' step makes up what the paced steps did not")
+    p.add_argument("--max-links", type=int, default=20_000,
+                   help="the 'max' step has at least this many requests")
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--max-in-flight", type=int, default=512, help="PAYOUT_MAX_IN_FLIGHT of the worker")
+    p.add_argument("--sweep-in-flight", default="",
+                   help="e.g. 256,512,1024: first measure max throughput at each value")
+    p.add_argument("--sweep-links", type=int, default=20_000)
+    p.add_argument("--bare-links", type=int, default=30_000)
+    p.add_argument("--naive-links", type=int, default=100)
+    p.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
+                   help="py-spy the worker at max load (auto: only if a target is missed)")
+    p.add_argument("--profile-seconds", type=int, default=20)
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: 5 s steps, 10,000 links at max, smaller baselines")
+    p.add_argument("--no-doc", action="store_true", help="do not append to docs/benchmarks.md")
+    p.add_argument("--results-name", default="latest",
+                   help="write bench/results/<name>.json and .png (default: latest)")
+    return p
+
+
+async def run_bench(args: argparse.Namespace, workdir: Path, bootstrap: str,
+                    simulator: SimulatorProcess, broker_pid: int | None) -> dict[str, Any]:
+    steps = parse_steps(args.steps)
+    plan: list[tuple[str, float | None, int]] = []
+    paced = sum(int(rate * args.step_seconds) for rate in steps if rate is not None)
+    for rate in steps:
+        if rate is None:
+            plan.append(("max", None, max(args.max_links, args.rss_links - paced - WARMUP_LINKS)))
+        else:
+            plan.append((f"{rate:g}", rate, int(rate * args.step_seconds)))
+    async with AsyncExitStack() as stack:
+        bench = Bench(args, workdir, bootstrap, simulator, broker_pid, stack)
+        await stack.enter_async_context(bench.sampler)
+
+        sweep = []
+        for mif in [int(x) for x in args.sweep_in_flight.split(",") if x.strip()]:
+            results, info = await bench.real_worker(mif, [("max", None, args.sweep_links)])
+            sweep.append({"max_in_flight": mif, **results[0].to_json(),
+                          "peak_rss_mb": info["peak_rss_mb"]})
+
+        bare = await bench.baseline("bare", args.bare_links, warmup=1000)
+        naive = await bench.baseline("naive", args.naive_links, warmup=5)
+        steps_res, info = await bench.real_worker(args.max_in_flight, plan)
+
+        result = summarise(args, steps_res, info, bare, naive, sweep)
+        missed = [k for k, v in result["targets"].items() if not v["met"]]
+        if args.profile == "always" or (args.profile == "auto" and missed):
+            say(f"targets missed: {', '.join(missed) or 'none'}; profiling the worker")
+            bench.profile_rate = result["links_per_s"]
+            await bench.real_worker(args.max_in_flight, [], profile="on")
+            result["profile"] = (str((RESULTS / "profile.txt").relative_to(REPO_ROOT))
+                                 if bench.profile_text else None)
+        return result
+
+
+def summarise(args: argparse.Namespace, steps: list[StepResult], info: dict[str, Any],
+              bare: StepResult, naive: StepResult, sweep: list[dict[str, Any]]) -> dict[str, Any]:
+    by_name = {s.name: s for s in steps}
+    top = by_name.get("max") or max(steps, key=lambda s: s.sustained_per_s)
+    at500 = by_name.get("500")
+    r: dict[str, Any] = {
+        "links_per_s": top.sustained_per_s,
+        "p99_ms_at_500": at500.p99_ms if at500 else None,
+        "bare_ceiling_per_s": bare.sustained_per_s,
+        "naive_per_s": naive.sustained_per_s,
+        "peak_rss_mb": info["peak_rss_mb"],
+        "provider_latency_ms": args.latency_ms,
+        "provider_jitter_ms": args.jitter_ms,
+        "links_through_worker": info["links"],
+        "max_in_flight": args.max_in_flight,
+        "partitions": args.partitions,
+        "step_seconds": args.step_seconds,
+        "quick": args.quick,
+        "worker_cpu_pct_at_max": top.worker.get("cpu_pct"),
+        # CPU (% of one core) used by processes this run did not start: other jobs on the
+        # machine. Above ~20 the run's numbers are not comparable with quiet runs.
+        "foreign_cpu_pct": _mean([s.host.get("foreign_cpu_pct") for s in steps]),
+        "ratio_to_bare": round(top.sustained_per_s / bare.sustained_per_s, 3)
+        if bare.sustained_per_s else None,
+        "times_naive": round(top.sustained_per_s / naive.sustained_per_s, 1)
+        if naive.sustained_per_s else None,
+        "steps": [s.to_json() for s in steps],
+        "baselines": {"bare": bare.to_json(), "naive": naive.to_json()},
+        "outcome_records": info.get("outcome_records"),
+        "rss_mb_by_links": info.get("rss_by_links"),
+    }
+    if sweep:
+        r["max_in_flight_sweep"] = sweep
+    r["targets"] = {}
+    for key, (text, check) in TARGETS.items():
+        try:
+            met = bool(check(r))
+        except (TypeError, ZeroDivisionError):
+            met = False
+        r["targets"][key] = {"target": text, "met": met}
+    return r
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 1) if present else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.step_seconds = min(args.step_seconds, 5.0)
+        args.rss_links = min(args.rss_links, 10_000)
+        args.max_links = min(args.max_links, 5_000)
+        args.bare_links = min(args.bare_links, 10_000)
+        args.naive_links = min(args.naive_links, 30)
+        args.sweep_links = min(args.sweep_links, 10_000)
+    started = time.monotonic()
+    started_at = dt.datetime.now(dt.timezone.utc)
+    commit = report.git_commit()  # the tree measured: others may commit during the run
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:  # the driver shares 2 cores with the worker: spend as little CPU as possible
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="payout-bench-"))
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, True)
+        say("starting Kafka…")
+        broker = stack.enter_context(broker_from_environment(workdir / "kafka"))
+        bootstrap = broker.bootstrap_servers
+        asyncio.run(create_topics(bootstrap, args.partitions))
+        say(f"Kafka at {bootstrap}; simulator at {args.latency_ms:g}±{args.jitter_ms:g} ms")
+        simulator = stack.enter_context(SimulatorProcess(
+            latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, stderr=subprocess.DEVNULL))
+        broker_pid = broker.pid if isinstance(broker, LocalKafka) else None
+        result = asyncio.run(run_bench(args, workdir, bootstrap, simulator, broker_pid))
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    result["started_at"] = started_at.isoformat(timespec="seconds")
+    result["machine"] = report.machine()
+    result["commit"] = commit
+    result["python"] = platform.python_version()
+
+    out_json = RESULTS / f"{args.results_name}.json"
+    out_png = RESULTS / f"{args.results_name}.png"
+    out_json.write_text(json.dumps(result, indent=2) + "\n")
+    report.plot(result, out_png)
+    print()
+    print(report.table(result))
+    if not args.no_doc:
+        report.append_doc(result, DOC)
+    print(f"\nwrote {out_json}, {out_png}"
+          + ("" if args.no_doc else f", appended a row to {DOC}"))
+    print(f"wall time {result['wall_s']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
