@@ -205,17 +205,13 @@ class OutcomeReader:
     async def wait_for(self, keys: Iterable[str], timeout: float) -> set[str]:
         """Wait until every key has an outcome or the deadline passes; returns the missing."""
         missing = set(keys)
-        deadline = time.monotonic() + timeout
-        while True:
-            missing = {k for k in missing if k not in self.outcomes.arrival}
-            remaining = deadline - time.monotonic()
-            if not missing or remaining <= 0:
-                return missing
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))
-            except asyncio.TimeoutError:
-                pass
+
+        async def answered() -> bool:
+            missing.difference_update([k for k in missing if k in self.outcomes.arrival])
+            return not missing
+
+        await self.wait_until(answered, timeout)
+        return missing
 
     async def wait_until(self, condition: Any, timeout: float) -> bool:
         """Wait until ``await condition()`` is true, re-checking on every new outcome."""
