@@ -252,8 +252,25 @@ def append_doc(r: dict[str, Any], path: Path) -> None:
         _f(r["worker_cpu_pct_at_max"]), _f(r.get("wall_s")),
         f"{len(met)}/{len(r['targets'])}" + (f" (missed: {', '.join(missed)})" if missed else ""),
     ]
-    with open(path, "a") as f:
-        f.write("| " + " | ".join(row) + " |\n")
+    insert_row(path, "| " + " | ".join(row) + " |")
+
+
+def insert_row(path: Path, line: str) -> None:
+    """Add ``line`` as the last row of the results table, wherever the table is.
+
+    Other sections may follow the table (notes, measurements), so the row goes right
+    after the table's last row rather than at the end of the file.
+    """
+    lines = path.read_text().splitlines()
+    header = next((i for i, ln in enumerate(lines) if ln.startswith("| date (UTC) |")), None)
+    if header is None:  # no table (edited away): start one at the end
+        lines += ["", DOC_HEADER.strip().splitlines()[-2], DOC_HEADER.strip().splitlines()[-1]]
+        header = len(lines) - 2
+    end = header + 1
+    while end + 1 < len(lines) and lines[end + 1].startswith("|"):
+        end += 1
+    lines.insert(end + 1, line)
+    path.write_text("\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------------------- profile
