@@ -399,6 +399,8 @@ async def start_group_at_end(bootstrap: str, group_id: str, topics: Iterable[str
         if not tps:
             return
         ends = await consumer.end_offsets(tps)
+        if not any(ends.values()):
+            return  # empty topics: nothing to skip (and a fresh broker may lack a coordinator)
         consumer.assign(tps)
         await consumer.commit({tp: off for tp, off in ends.items()})
     finally:

@@ -206,8 +206,9 @@ Columns: **links/s** the worker's drain rate in the max step; **bare** / **naive
 baselines' rates; **×bare** links/s ÷ bare; **×naive** links/s ÷ naive; **p50/p99@500**
 latency at 500 links/s offered; **p99@1k/2k** at 1,000 and 2,000 links/s; **RSS** peak
 RSS (MB) over **links** requests; **CPU** the worker's CPU at max; **met** targets met;
-**other jobs %** CPU (% of one core, mean over the steps) used by processes the run did
-not start — above ~20 the machine was shared and the row is not comparable.
+**other jobs %** CPU (% of one core, mean over the steps and baselines) used by
+processes the run did not start — above ~20 the machine was shared and the row is not
+comparable.
 
 | date (UTC) | commit | machine | other jobs % | provider ms | in-flight | links/s | bare | naive | ×bare | ×naive | p50/p99@500 ms | p99@1k/2k ms | RSS MB / links | CPU % | wall s | met |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
