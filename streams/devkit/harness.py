@@ -178,6 +178,19 @@ def outcome_key(event: Mapping[str, Any]) -> str:
     return event["link_key"]
 
 
+async def stop_consuming(task: asyncio.Task[None] | None,
+                         consumer: AIOKafkaConsumer | None) -> None:
+    """Cancel a background consume loop, then close its consumer."""
+    if task:
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):
+            pass
+    if consumer:
+        await consumer.stop()
+
+
 class OutcomeReader:
     """Consumes the outcome topics from the beginning, in the background."""
 
@@ -228,11 +241,4 @@ class OutcomeReader:
         return True
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-        if self._consumer:
-            await self._consumer.stop()
+        await stop_consuming(self._task, self._consumer)
