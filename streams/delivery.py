@@ -1,0 +1,236 @@
+"""Every offset of an owned request partition reaches the processor, or is fetched again.
+
+Faust can lose records between its fetcher and the agent around a rebalance, and
+then commit past them. Measured in the two-worker chaos test (session 2): a record
+fetched just before a revoke never reached the agent, the partition came back three
+seconds later with the consumer positioned *after* it, and Faust's commit (which
+commits the first run of consecutive acked offsets without checking where the run
+starts) moved past it: one request without an outcome, forever. Other runs stalled
+with the tail of a partition fetched but never delivered.
+
+So the agent does not trust delivery. Per partition, :class:`PartitionCursor` knows
+the next offset the processor must see, starting from the group's committed offset
+(or the log start when nothing is committed). An offset below it is a re-delivery of
+something already handed over (skipped); an offset above it is a gap. A gap is
+checked against the broker with a separate group-less consumer: if the broker has
+deliverable records in it, the partition is sought back to the first one and
+everything else on that partition is skipped until it arrives; if not (transaction
+markers, compaction), the gap is real and accepted. A watchdog catches a lost tail
+(nothing arriving while the fetch position is past the cursor) and seeks lost in a
+busy fetch buffer. Acks stay in offset order (:class:`streams.inflight.OrderedAcks`),
+so with no holes in what is handed over, commits never pass an unprocessed record.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterable, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP, ConsumerT, EventT
+
+log = logging.getLogger(__name__)
+
+
+class Verdict(enum.Enum):
+    PROCESS = "process"
+    REDELIVERED = "redelivered"  # below the cursor: already handed to the processor
+    AWAITING_SEEK = "awaiting-seek"  # a seek back is pending; this one comes again
+    GAP = "gap"
+
+
+@dataclass
+class PartitionCursor:
+    """The pure bookkeeping for one partition; the clock is passed in."""
+
+    next_offset: int
+    seeking_to: int | None = None
+    seek_sent_at: float = 0.0
+    progressed_at: float = field(default=0.0)
+
+    def classify(self, offset: int) -> Verdict:
+        if self.seeking_to is not None:
+            if offset != self.seeking_to:
+                return Verdict.AWAITING_SEEK
+            self.seeking_to = None
+        if offset == self.next_offset:
+            return Verdict.PROCESS
+        if offset < self.next_offset:
+            return Verdict.REDELIVERED
+        return Verdict.GAP
+
+    def handed_over(self, offset: int, now: float) -> None:
+        self.next_offset = offset + 1
+        self.progressed_at = now
+
+    def seek_back(self, offset: int, now: float) -> None:
+        self.next_offset = offset
+        self.seeking_to = offset
+        self.seek_sent_at = now
+        self.progressed_at = now
+
+
+class GapProbe(Protocol):
+    async def first_offset(self, tp: TP, start: int, end: int) -> int | None:
+        """First deliverable offset in ``[start, end)``, ``end`` if none, None if unknown."""
+
+
+class BrokerGapProbe:
+    """Asks the broker directly, with a consumer outside the group, what a gap holds."""
+
+    def __init__(self, bootstrap_servers: str, timeout_s: float = 5.0) -> None:
+        self._bootstrap = bootstrap_servers
+        self._timeout_ms = int(timeout_s * 1000)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def first_offset(self, tp: TP, start: int, end: int) -> int | None:
+        async with self._lock:
+            try:
+                consumer = await self._started()
+                ktp = TopicPartition(tp.topic, tp.partition)
+                consumer.assign([ktp])
+                consumer.seek(ktp, start)
+                batch = await consumer.getmany(ktp, timeout_ms=self._timeout_ms, max_records=1)
+            except Exception as exc:  # the check itself failing must not stop the worker
+                log.warning("gap probe on %s/%s failed: %r", tp.topic, tp.partition, exc)
+                return None
+        records = batch.get(ktp, [])
+        if not records:
+            # Nothing at or after `start` within the timeout: only trust that if the
+            # gap is the whole remaining log, i.e. never; report unknown.
+            return None
+        return min(records[0].offset, end)
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
+                                        enable_auto_commit=False, auto_offset_reset="none")
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+class DeliveryGuard:
+    """Admits each request record exactly once per ownership, in offset order."""
+
+    def __init__(self, consumer: ConsumerT, topics: Iterable[str], probe: GapProbe,
+                 *, stall_after_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._consumer = consumer
+        self._topics = frozenset(topics)
+        self._probe = probe
+        self._cursors: dict[TP, PartitionCursor] = {}
+        self._stall_after_s = stall_after_s
+        self._clock = clock
+        self._last_admitted_at = clock()
+        self.seeks = 0
+
+    async def admit(self, event: EventT) -> bool:
+        """True if the processor must handle ``event``; False if it is skipped."""
+        message = event.message
+        if message.topic not in self._topics:
+            return True
+        tp, offset = message.tp, message.offset
+        cursor = self._cursors.get(tp)
+        if cursor is None:
+            cursor = self._cursors[tp] = PartitionCursor(await self._start_offset(tp),
+                                                         progressed_at=self._clock())
+        verdict = cursor.classify(offset)
+        if verdict is Verdict.GAP:
+            verdict = await self._resolve_gap(tp, cursor, offset)
+        if verdict is Verdict.PROCESS:
+            self._last_admitted_at = now = self._clock()
+            cursor.handed_over(offset, now)
+            return True
+        self._forget(message)
+        return False
+
+    def reset(self) -> None:
+        """Ownership changed: every partition starts again from its committed offset."""
+        self._cursors.clear()
+
+    async def watch(self) -> None:
+        """Re-seek what a busy fetch buffer swallowed; find tails that never arrived.
+
+        A partition is only suspected while the agent as a whole is starving: when it
+        is busy, a partition's records may simply be queued behind other partitions'.
+        """
+        now = self._clock()
+        starving = now - self._last_admitted_at >= self._stall_after_s
+        for tp, cursor in list(self._cursors.items()):
+            if self._cursors.get(tp) is not cursor or tp not in self._consumer.assignment():
+                continue
+            if cursor.seeking_to is not None:
+                if now - cursor.seek_sent_at >= self._stall_after_s:
+                    log.warning("seek of %s/%s to %d not yet served; seeking again",
+                                tp.topic, tp.partition, cursor.seeking_to)
+                    await self._seek(tp, cursor, cursor.seeking_to)
+                continue
+            if not starving or now - cursor.progressed_at < self._stall_after_s:
+                continue
+            position = await asyncio.wait_for(self._consumer.position(tp), self._stall_after_s)
+            if position is None or position <= cursor.next_offset:
+                cursor.progressed_at = now
+                continue
+            if self._cursors.get(tp) is not cursor:
+                continue
+            first = await self._probe.first_offset(tp, cursor.next_offset, position)
+            if first is not None and first < position:
+                log.warning("%s/%s: fetched up to %d but offsets from %d never reached the "
+                            "agent; fetching them again", tp.topic, tp.partition, position,
+                            cursor.next_offset)
+                await self._seek(tp, cursor, first)
+            else:
+                cursor.progressed_at = now
+
+    async def _resolve_gap(self, tp: TP, cursor: PartitionCursor, offset: int) -> Verdict:
+        first = await self._probe.first_offset(tp, cursor.next_offset, offset)
+        if self._cursors.get(tp) is not cursor:  # a rebalance happened meanwhile
+            return Verdict.AWAITING_SEEK
+        if first is not None and first >= offset:
+            log.info("%s/%s: offsets %d..%d hold no records (markers or compaction)",
+                     tp.topic, tp.partition, cursor.next_offset, offset - 1)
+            return Verdict.PROCESS
+        target = cursor.next_offset if first is None else first
+        log.warning("%s/%s: got offset %d but %d was never delivered; fetching again from %d",
+                    tp.topic, tp.partition, offset, cursor.next_offset, target)
+        await self._seek(tp, cursor, target)
+        return Verdict.AWAITING_SEEK
+
+    async def _seek(self, tp: TP, cursor: PartitionCursor, offset: int) -> None:
+        cursor.seek_back(offset, self._clock())
+        self.seeks += 1
+        # Not seek_wait: it holds the consumer thread until the position is known,
+        # and the fetch that would make it known queues behind it on that thread.
+        await self._consumer.seek(tp, offset)
+
+    async def _start_offset(self, tp: TP) -> int:
+        committed = self._consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        if committed is not None and committed > 0:
+            return committed
+        earliest = await self._consumer.earliest_offsets(tp)  # type: ignore[attr-defined]
+        return earliest.get(tp) or 0
+
+    def _forget(self, message: object) -> None:
+        """A skipped record must not hold up Faust's wait for acks at the next rebalance."""
+        self._consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]
+
+
+async def every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a failed check is retried at the next tick
+            log.exception("delivery watchdog failed")
