@@ -65,6 +65,7 @@ class Settings:
     rocksdb_write_buffer_mb: int = 8
     rocksdb_block_cache_mb: int = 64
     changelog_buffer_max: int = 1000
+    fault_lose_deliveries: str = ""  # tests only: see streams.delivery.InjectedLoss
 
     def razorpay_credentials(self, merchant_id: str) -> RazorpayCredentials | None:
         """Per-merchant credentials, falling back to the ``*`` entry."""
@@ -119,4 +120,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rocksdb_write_buffer_mb=int(env.get("PAYOUT_ROCKSDB_WRITE_BUFFER_MB", "8")),
         rocksdb_block_cache_mb=int(env.get("PAYOUT_ROCKSDB_BLOCK_CACHE_MB", "64")),
         changelog_buffer_max=int(env.get("PAYOUT_CHANGELOG_BUFFER_MAX", "1000")),
+        fault_lose_deliveries=env.get("PAYOUT_FAULT_LOSE_DELIVERIES", ""),
     )

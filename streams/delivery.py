@@ -119,12 +119,33 @@ class BrokerGapProbe:
             self._consumer = None
 
 
+class InjectedLoss:
+    """A test fault: lose listed records once, the way Faust's rebalance paths did.
+
+    ``PAYOUT_FAULT_LOSE_DELIVERIES="topic/partition/offset,..."``; empty in production.
+    """
+
+    def __init__(self, spec: str = "") -> None:
+        self._pending: set[tuple[str, int, int]] = set()
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            topic, partition, offset = item.rsplit("/", 2)
+            self._pending.add((topic, int(partition), int(offset)))
+
+    def take(self, topic: str, partition: int, offset: int) -> bool:
+        key = (topic, partition, offset)
+        if key in self._pending:
+            self._pending.discard(key)
+            log.warning("fault injection: losing %s/%d/%d before the agent", *key)
+            return True
+        return False
+
+
 class DeliveryGuard:
     """Admits each request record exactly once per ownership, in offset order."""
 
     def __init__(self, consumer: ConsumerT, topics: Iterable[str], probe: GapProbe,
-                 *, stall_after_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 *, stall_after_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 injected_loss: InjectedLoss | None = None) -> None:
         self._consumer = consumer
         self._topics = frozenset(topics)
         self._probe = probe
@@ -132,6 +153,7 @@ class DeliveryGuard:
         self._stall_after_s = stall_after_s
         self._clock = clock
         self._last_admitted_at = clock()
+        self._injected_loss = injected_loss or InjectedLoss()
         self.seeks = 0
 
     async def admit(self, event: EventT) -> bool:
@@ -140,6 +162,9 @@ class DeliveryGuard:
         if message.topic not in self._topics:
             return True
         tp, offset = message.tp, message.offset
+        if self._injected_loss.take(message.topic, message.partition, offset):
+            self._forget(message)
+            return False
         cursor = self._cursors.get(tp)
         if cursor is None:
             cursor = self._cursors[tp] = PartitionCursor(await self._start_offset(tp),
@@ -209,9 +234,19 @@ class DeliveryGuard:
     async def _seek(self, tp: TP, cursor: PartitionCursor, offset: int) -> None:
         cursor.seek_back(offset, self._clock())
         self.seeks += 1
-        # Not seek_wait: it holds the consumer thread until the position is known,
-        # and the fetch that would make it known queues behind it on that thread.
-        await self._consumer.seek(tp, offset)
+        thread = getattr(self._consumer, "_thread", None)
+        if thread is None:
+            await self._consumer.seek(tp, offset)
+            return
+
+        # In the consumer's own thread (aiokafka's seek wakes that thread's loop), and
+        # without waiting for the new position as Faust's seek_wait does: that wait
+        # holds the thread, and the fetch that would answer it queues behind it.
+        async def seek_in_consumer_thread() -> None:
+            thread._ensure_consumer().seek(TopicPartition(tp.topic, tp.partition), offset)
+
+        await thread.call_thread(seek_in_consumer_thread)
+        self._consumer._read_offset[tp] = offset or None  # type: ignore[attr-defined]
 
     async def _start_offset(self, tp: TP) -> int:
         committed = self._consumer._committed_offset.get(tp)  # type: ignore[attr-defined]

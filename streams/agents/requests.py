@@ -18,7 +18,7 @@ from streams.app import (
 from streams.connectors.guard import ProviderGuard
 from streams.connectors.razorpay import RazorpayConnector
 from streams.connectors.transport import ProviderTransport
-from streams.delivery import BrokerGapProbe, DeliveryGuard, every
+from streams.delivery import BrokerGapProbe, DeliveryGuard, InjectedLoss, every
 from streams.inflight import guard_acks
 from streams.processor import RequestProcessor
 from streams.settlement import LinkSettler, RetryPolicy
@@ -62,7 +62,8 @@ async def handle_requests(stream: StreamT) -> None:
     processor = build_processor()
     tune_runtime()
     guard_acks(app.consumer, REQUEST_TOPICS)
-    delivery = DeliveryGuard(app.consumer, REQUEST_TOPICS, BrokerGapProbe(settings.bootstrap_servers))
+    delivery = DeliveryGuard(app.consumer, REQUEST_TOPICS, BrokerGapProbe(settings.bootstrap_servers),
+                             injected_loss=InjectedLoss(settings.fault_lose_deliveries))
 
     @app.on_partitions_revoked.connect
     async def _ownership_changed(app_: object, revoked: object, **_: object) -> None:
