@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     cfg = ChaosConfig(requests=args.requests, kills=args.kills, workers=args.workers, seed=seed,
                       produce_seconds=args.produce_seconds or max(20.0, args.requests / 150))
-    print(f"chaos: {cfg.requests} requests, {cfg.kills} kills, seed {seed}", flush=True)
+    print(f"starting chaos run: {cfg.requests} requests, {cfg.kills} kills, seed {seed}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="payout-chaos-"))
     try:
         with broker_from_environment(workdir / "kafka") as broker, SimulatorProcess(
