@@ -156,11 +156,17 @@ async def test_other_topics_pass_untouched() -> None:
     assert await g.admit(event(99, TP("something-else", 0)))
 
 
-async def test_a_lost_tail_is_found_when_the_agent_starves() -> None:
+async def handed_over_10(position: int) -> tuple[Clock, FakeConsumer, DeliveryGuard]:
+    """Offset 10 reached the agent; the consumer has fetched up to ``position``."""
     clock = Clock()
-    consumer = FakeConsumer(committed={REQ: 10}, positions={REQ: 15})
+    consumer = FakeConsumer(committed={REQ: 10}, positions={REQ: position})
     g = guard(consumer, FakeProbe(set(range(100))), clock)
     assert await g.admit(event(10))
+    return clock, consumer, g
+
+
+async def test_a_lost_tail_is_found_when_the_agent_starves() -> None:
+    clock, consumer, g = await handed_over_10(position=15)
     clock.now = 4.0
     await g.watch()
     assert consumer.sought == []  # not yet starving
@@ -173,10 +179,7 @@ async def test_a_lost_tail_is_found_when_the_agent_starves() -> None:
 
 
 async def test_a_caught_up_partition_is_not_sought() -> None:
-    clock = Clock()
-    consumer = FakeConsumer(committed={REQ: 10}, positions={REQ: 11})
-    g = guard(consumer, FakeProbe(set(range(100))), clock)
-    assert await g.admit(event(10))
+    clock, consumer, g = await handed_over_10(position=11)
     clock.now = 60.0
     await g.watch()
     assert consumer.sought == []
