@@ -249,7 +249,18 @@ class DeliveryGuard:
         self._consumer._read_offset[tp] = offset or None  # type: ignore[attr-defined]
 
     async def _start_offset(self, tp: TP) -> int:
-        committed = self._consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        """The group's committed offset, asked of the broker; else the log start.
+
+        Not Faust's cached copy: it can lag a rebalance, and starting below the real
+        committed offset would replay a partition from its beginning.
+        """
+        thread = getattr(self._consumer, "_thread", None)
+        if thread is None:
+            committed = self._consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        else:
+            aiokafka_consumer = thread._ensure_consumer()
+            committed = await thread.call_thread(
+                aiokafka_consumer.committed, TopicPartition(tp.topic, tp.partition))
         if committed is not None and committed > 0:
             return committed
         earliest = await self._consumer.earliest_offsets(tp)  # type: ignore[attr-defined]
