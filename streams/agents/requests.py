@@ -24,11 +24,14 @@ from streams.processor import RequestProcessor
 from streams.settlement import LinkSettler, RetryPolicy
 
 
-def build_processor() -> RequestProcessor:
+def build_transport() -> ProviderTransport:
     """One transport (one connection pool) per worker, shared by every call."""
-    transport = ProviderTransport(
+    return ProviderTransport(
         settings.razorpay_base_url, connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=settings.read_timeout_s, max_connections=settings.max_in_flight)
+
+
+def build_processor(transport: ProviderTransport) -> RequestProcessor:
     return RequestProcessor(
         settings=settings, links=links, routed=routed_topic, created=created_topic,
         failed=failed_topic, dead_letter=dead_letter_topic,
@@ -59,10 +62,12 @@ def tune_runtime() -> None:
 
 @app.agent(request_channel, name="payout-link-requests")
 async def handle_requests(stream: StreamT) -> None:
-    processor = build_processor()
+    transport = build_transport()
+    processor = build_processor(transport)
     tune_runtime()
     guard_acks(app.consumer, REQUEST_TOPICS)
-    delivery = DeliveryGuard(app.consumer, REQUEST_TOPICS, BrokerGapProbe(settings.bootstrap_servers),
+    probe = BrokerGapProbe(settings.bootstrap_servers)
+    delivery = DeliveryGuard(app.consumer, REQUEST_TOPICS, probe,
                              injected_loss=InjectedLoss(settings.fault_lose_deliveries))
 
     @app.on_partitions_revoked.connect
@@ -77,3 +82,7 @@ async def handle_requests(stream: StreamT) -> None:
     finally:
         watchdog.cancel()
         app.on_partitions_revoked.disconnect(_ownership_changed)
+        # Shielded: at shutdown this agent is being cancelled, and unclosed connection
+        # pools are reported as errors by aiohttp.
+        await asyncio.shield(asyncio.gather(transport.aclose(), probe.close(),
+                                            return_exceptions=True))
