@@ -44,18 +44,21 @@ class Verdict(enum.Enum):
 
 @dataclass
 class PartitionCursor:
-    """The pure bookkeeping for one partition; the clock is passed in."""
+    """The pure bookkeeping for one partition; the clock is passed in.
+
+    While ``seeking``, the sought offset is ``next_offset`` and ``since`` is when the
+    seek was sent; otherwise ``since`` is when the partition last handed a record over.
+    """
 
     next_offset: int
-    seeking_to: int | None = None
-    seek_sent_at: float = 0.0
-    progressed_at: float = field(default=0.0)
+    seeking: bool = False
+    since: float = field(default=0.0)
 
     def classify(self, offset: int) -> Verdict:
-        if self.seeking_to is not None:
-            if offset != self.seeking_to:
+        if self.seeking:
+            if offset != self.next_offset:
                 return Verdict.AWAITING_SEEK
-            self.seeking_to = None
+            self.seeking = False
         if offset == self.next_offset:
             return Verdict.PROCESS
         if offset < self.next_offset:
@@ -64,13 +67,12 @@ class PartitionCursor:
 
     def handed_over(self, offset: int, now: float) -> None:
         self.next_offset = offset + 1
-        self.progressed_at = now
+        self.since = now
 
     def seek_back(self, offset: int, now: float) -> None:
         self.next_offset = offset
-        self.seeking_to = offset
-        self.seek_sent_at = now
-        self.progressed_at = now
+        self.seeking = True
+        self.since = now
 
 
 class GapProbe(Protocol):
@@ -132,6 +134,8 @@ class InjectedLoss:
             self._pending.add((topic, int(partition), int(offset)))
 
     def take(self, topic: str, partition: int, offset: int) -> bool:
+        if not self._pending:  # production: one falsy check per record
+            return False
         key = (topic, partition, offset)
         if key in self._pending:
             self._pending.discard(key)
@@ -168,7 +172,7 @@ class DeliveryGuard:
         cursor = self._cursors.get(tp)
         if cursor is None:
             cursor = self._cursors[tp] = PartitionCursor(await self._start_offset(tp),
-                                                         progressed_at=self._clock())
+                                                         since=self._clock())
         verdict = cursor.classify(offset)
         if verdict is Verdict.GAP:
             verdict = await self._resolve_gap(tp, cursor, offset)
@@ -194,17 +198,17 @@ class DeliveryGuard:
         for tp, cursor in list(self._cursors.items()):
             if self._cursors.get(tp) is not cursor or tp not in self._consumer.assignment():
                 continue
-            if cursor.seeking_to is not None:
-                if now - cursor.seek_sent_at >= self._stall_after_s:
+            if cursor.seeking:
+                if now - cursor.since >= self._stall_after_s:
                     log.warning("seek of %s/%s to %d not yet served; seeking again",
-                                tp.topic, tp.partition, cursor.seeking_to)
-                    await self._seek(tp, cursor, cursor.seeking_to)
+                                tp.topic, tp.partition, cursor.next_offset)
+                    await self._seek(tp, cursor, cursor.next_offset)
                 continue
-            if not starving or now - cursor.progressed_at < self._stall_after_s:
+            if not starving or now - cursor.since < self._stall_after_s:
                 continue
             position = await asyncio.wait_for(self._consumer.position(tp), self._stall_after_s)
             if position is None or position <= cursor.next_offset:
-                cursor.progressed_at = now
+                cursor.since = now
                 continue
             if self._cursors.get(tp) is not cursor:
                 continue
@@ -215,7 +219,7 @@ class DeliveryGuard:
                             cursor.next_offset)
                 await self._seek(tp, cursor, first)
             else:
-                cursor.progressed_at = now
+                cursor.since = now
 
     async def _resolve_gap(self, tp: TP, cursor: PartitionCursor, offset: int) -> Verdict:
         first = await self._probe.first_offset(tp, cursor.next_offset, offset)
