@@ -32,6 +32,8 @@ from typing import Awaitable, Callable, Iterable, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP, ConsumerT, EventT
 
+from streams.inflight import release_unacked
+
 log = logging.getLogger(__name__)
 
 
@@ -167,7 +169,7 @@ class DeliveryGuard:
             return True
         tp, offset = message.tp, message.offset
         if self._injected_loss.take(message.topic, message.partition, offset):
-            self._forget(message)
+            release_unacked(self._consumer, message)
             return False
         cursor = self._cursors.get(tp)
         if cursor is None:
@@ -180,7 +182,7 @@ class DeliveryGuard:
             self._last_admitted_at = now = self._clock()
             cursor.handed_over(offset, now)
             return True
-        self._forget(message)
+        release_unacked(self._consumer, message)
         return False
 
     def reset(self) -> None:
@@ -269,11 +271,6 @@ class DeliveryGuard:
             return committed
         earliest = await self._consumer.earliest_offsets(tp)  # type: ignore[attr-defined]
         return earliest.get(tp) or 0
-
-    def _forget(self, message: object) -> None:
-        """A skipped record must not hold up Faust's wait for acks at the next rebalance."""
-        self._consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]
-
 
 async def every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
     while True:
