@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
@@ -47,20 +48,23 @@ class _Attempts:
     lookup_first: bool
     calls: int = 0
     last: ProviderOutcome | None = None
+    started: float = 0.0  # the time budget covers the first attempt, run before tenacity
 
 
 class LinkSettler:
     def __init__(self, connector: Connector, transport: ProviderTransport,
-                 policy: RetryPolicy = RetryPolicy(), guard: ProviderGuard | None = None) -> None:
+                 policy: RetryPolicy = RetryPolicy(), guard: ProviderGuard | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.connector = connector
         self.transport = transport
         self.policy = policy
         self.guard = guard
+        self._clock = clock
 
     async def settle(self, request: Mapping[str, Any], reference: str, account: Any,
                      auth: BasicAuth, *, lookup_first: bool) -> tuple[Settled, int]:
         """Return the definite outcome and the number of provider calls made."""
-        state = _Attempts(lookup_first=lookup_first)
+        state = _Attempts(lookup_first=lookup_first, started=self._clock())
         state.last = await self._attempt(request, reference, account, auth, state)
         if isinstance(state.last, (LinkCreated, Rejected)):
             return state.last, state.calls  # nearly every link: no retry machinery at all
@@ -119,7 +123,7 @@ class LinkSettler:
                               reference, attempts, state.last)
                 return False
             return (attempts >= policy.max_attempts
-                    or (rs.seconds_since_start or 0) >= policy.max_seconds)
+                    or self._clock() - state.started >= policy.max_seconds)
 
         return stop
 

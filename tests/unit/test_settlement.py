@@ -101,6 +101,19 @@ async def test_throttling_exhausts_into_a_definite_failure() -> None:
     assert result.last.reason == "throttled" and t.kinds() == ["create"] * 3
 
 
+async def test_the_time_budget_counts_the_first_attempt() -> None:
+    """A first call that used up the budget leaves room for one more try, not a fresh budget."""
+    clock = iter([0.0, 100.0, 100.0])  # settle starts; then every stop check is later
+    transport = ScriptedTransport([HttpAnswer(429, {}, b"{}")] * 50)
+    policy = RetryPolicy(max_attempts=50, max_seconds=60, backoff_base_s=0.001,
+                         backoff_max_s=0.001)
+    settler = LinkSettler(RazorpayConnector(), transport, policy,  # type: ignore[arg-type]
+                          clock=lambda: next(clock))
+    result, _ = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+    assert isinstance(result, RetriesExhausted) and result.attempts == 2
+    assert transport.kinds() == ["create"] * 2
+
+
 async def test_unknown_outcomes_never_exhaust_into_failure() -> None:
     # Budget is 3 attempts, but every create might have worked: keep looking up.
     script = [Unknown("x"), ok(EMPTY), Unknown("x"), ok(EMPTY), Unknown("x"), HttpAnswer(
