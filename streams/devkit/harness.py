@@ -166,10 +166,6 @@ class Outcomes:
     def for_key(self, key: str) -> list[dict[str, Any]]:
         return [e for t in OUTCOME_TOPICS for e in self.by_topic[t] if outcome_key(e) == key]
 
-    def distinct_ids(self, topic: str) -> set[str]:
-        return {e["event_id"] for e in self.by_topic[topic]}
-
-
 def outcome_key(event: Mapping[str, Any]) -> str:
     """Which request an outcome answers: its link key, or for a dead letter its raw key."""
     if event["event_type"] == TOPICS.dead_letter:
