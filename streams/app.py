@@ -7,6 +7,7 @@ import faust
 from faust.types.tuples import FutureMessage
 
 from streams.config import Settings, load_settings
+from streams.preflight import compression_type
 
 settings: Settings = load_settings()
 
@@ -28,6 +29,7 @@ app = faust.App(
     # Batch changelog and outcome records: at hundreds of links/s, one produce request
     # per record cost more CPU than anything but the HTTP calls (bench profile).
     producer_linger=settings.producer_linger_ms / 1000,
+    producer_compression_type=compression_type(settings.producer_compression),
     web_port=settings.web_port,
     web_host="127.0.0.1",
     # Faust's own JSON codec is never used: values are bytes, (de)coded by streams.events.

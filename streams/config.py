@@ -62,6 +62,7 @@ class Settings:
     retry_max_attempts: int = 8
     retry_max_s: float = 60.0
     producer_linger_ms: float = 5.0
+    producer_compression: str = "lz4"  # none|gzip|snappy|lz4|zstd (docs/benchmarks.md)
     rocksdb_write_buffer_mb: int = 8
     rocksdb_block_cache_mb: int = 64
     changelog_buffer_max: int = 1000
@@ -117,6 +118,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_attempts=int(env.get("PAYOUT_RETRY_MAX_ATTEMPTS", "8")),
         retry_max_s=float(env.get("PAYOUT_RETRY_MAX_S", "60")),
         producer_linger_ms=float(env.get("PAYOUT_PRODUCER_LINGER_MS", "5")),
+        producer_compression=env.get("PAYOUT_PRODUCER_COMPRESSION", "lz4"),
         rocksdb_write_buffer_mb=int(env.get("PAYOUT_ROCKSDB_WRITE_BUFFER_MB", "8")),
         rocksdb_block_cache_mb=int(env.get("PAYOUT_ROCKSDB_BLOCK_CACHE_MB", "64")),
         changelog_buffer_max=int(env.get("PAYOUT_CHANGELOG_BUFFER_MAX", "1000")),

@@ -32,6 +32,7 @@ from streams.devkit.harness import (
 )
 from streams.devkit.simulator import SimulatorProcess
 from streams.devkit.traffic import GARBAGE, invalid_request, key_of, valid_request
+from streams.preflight import require_codecs
 
 
 @dataclass(frozen=True)
@@ -352,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--produce-seconds", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
+    require_codecs("payout chaos")
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the Kafka outage is on purpose
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)

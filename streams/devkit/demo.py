@@ -22,6 +22,7 @@ from streams.devkit.broker import broker_from_environment
 from streams.devkit.harness import TOPICS, OutcomeReader, WorkerProcess, create_topics, produce
 from streams.devkit.simulator import SimulatorProcess
 from streams.devkit.traffic import demo_records
+from streams.preflight import require_codecs
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--deadline-s", type=float, default=300.0)
     args = parser.parse_args(argv)
+    require_codecs("payout demo")
     workdir = Path(tempfile.mkdtemp(prefix="payout-demo-"))
     run = uuid.uuid4().hex[:8]
     with ExitStack() as stack:

@@ -24,6 +24,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.config import Topics
 from streams.devkit.broker import free_port
+from streams.preflight import require_codecs
+
+require_codecs("payout devkit")  # its readers consume Kafka: refuse early, not mid-run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOPICS = Topics()
