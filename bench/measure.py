@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -264,6 +266,7 @@ class StepResult:
     others: dict[str, dict[str, float | None]] = field(default_factory=dict)
     host: dict[str, float | None] = field(default_factory=dict)  # busy_pct, steal_pct (all cores)
     checks: dict[str, int] = field(default_factory=dict)  # outcome records per topic, provider links
+    written_bytes: int | None = None  # what the worker's producer stored at the broker (local only)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -369,6 +372,44 @@ class LoadDriver:
 
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
+
+
+# ------------------------------------------------------------------------- broker storage
+
+_PARTITION_DIR = re.compile(r"(?P<topic>.+)-\d+")
+
+
+def stored_bytes(log_dir: Path | None, topics: Iterable[str], prefixes: Iterable[str] = ()) -> int | None:
+    """Bytes of record batches the broker holds for ``topics`` and topics named ``prefix…``.
+
+    The sum of the partitions' segment (``*.log``) files: batches are stored as the
+    producer compressed them, so this is what compression saves on disk and on the wire.
+    None when the broker's log directory is not on this machine.
+    """
+    if log_dir is None or not log_dir.is_dir():
+        return None
+    names, starts = set(topics), tuple(prefixes)
+    total = 0
+    for directory in log_dir.iterdir():
+        match = _PARTITION_DIR.fullmatch(directory.name)
+        if match and (match["topic"] in names or match["topic"].startswith(starts)):
+            total += sum(segment.stat().st_size for segment in directory.glob("*.log"))
+    return total
+
+
+async def settled_stored_bytes(log_dir: Path | None, topics: Iterable[str],
+                               prefixes: Iterable[str] = (), timeout: float = 10.0) -> int | None:
+    """``stored_bytes`` once it stops growing: table writes may follow the last outcome."""
+    topics, prefixes = tuple(topics), tuple(prefixes)
+    deadline = time.monotonic() + timeout
+    last = stored_bytes(log_dir, topics, prefixes)
+    while last is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        now = stored_bytes(log_dir, topics, prefixes)
+        if now == last:
+            break
+        last = now
+    return last
 
 
 # ------------------------------------------------------------------------- group offsets

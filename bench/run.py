@@ -15,6 +15,13 @@ at the end):
   each), ``--naive-links`` requests;
 * if a target is missed: the worker again, under py-spy while it drains a burst.
 
+``--compression lz4`` runs the worker with that ``PAYOUT_PRODUCER_COMPRESSION``;
+``--compression none,lz4,zstd`` instead compares codecs: only the max step, one fresh
+worker per codec and round (the order rotates between rounds, the machine is noisy),
+reporting links/s, worker and broker CPU per link and the bytes the worker's producer
+stored at the broker per link, each next to ``none`` from the same run
+(``bench/results/compression.json``; nothing is appended to docs/benchmarks.md).
+
 Each measurement uses its own app id (consumer group, table changelog) and, for the
 baselines, its own topics. Latency is request send -> outcome arrival, both taken in
 this process. Results: a table on stdout, ``bench/results/latest.json``,
@@ -32,6 +39,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,13 +52,15 @@ from typing import Any, Sequence
 import orjson
 
 from bench.measure import (
-    LoadDriver, OutcomeTracker, ProcSampler, StepResult, proc_memory_kb, start_group_at_end,
+    LoadDriver, OutcomeTracker, ProcSampler, StepResult, proc_memory_kb, settled_stored_bytes,
+    start_group_at_end,
 )
 from bench import report
 from streams.devkit.broker import LocalKafka, broker_from_environment, free_port
 from streams.devkit.harness import OUTCOME_TOPICS, REPO_ROOT, TOPICS, WorkerProcess, create_topics
 from streams.devkit.simulator import SimulatorProcess
 from streams.devkit.traffic import key_of, valid_request
+from streams.preflight import COMPRESSION_CHOICES, COMPRESSION_ENV, require_codecs
 
 RESULTS = REPO_ROOT / "bench" / "results"
 WARMUP_LINKS = 500
@@ -114,8 +124,9 @@ def say(*parts: Any) -> None:
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path, bootstrap: str,
                  simulator: SimulatorProcess, broker_pid: int | None,
-                 stack: AsyncExitStack) -> None:
+                 stack: AsyncExitStack, log_dir: Path | None = None) -> None:
         self.args, self.workdir, self.bootstrap = args, workdir, bootstrap
+        self.log_dir = log_dir  # the local broker's log.dirs: bytes stored per topic
         self.simulator, self.stack = simulator, stack
         self.run_id = uuid.uuid4().hex[:8]
         self.sampler = ProcSampler(interval=0.5)
@@ -165,16 +176,22 @@ class Bench:
         return result
 
     async def real_worker(self, max_in_flight: int, plan: Sequence[tuple[str, float | None, int]],
-                          *, profile: str = "never") -> tuple[list[StepResult], dict[str, Any]]:
+                          *, profile: str = "never", compression: str | None = None,
+                          ) -> tuple[list[StepResult], dict[str, Any]]:
         """Run ``plan`` [(name, rate or None, count)] through one real worker."""
         self.phase += 1  # a fresh app id (group, table, link keys) for every worker started
         app_id = f"payout-links-bench-{self.run_id}-{self.phase}-mif{max_in_flight}"
         await start_group_at_end(self.bootstrap, app_id, (TOPICS.requested, TOPICS.routed))
+        env = {"PAYOUT_MAX_IN_FLIGHT": str(max_in_flight)}
+        if compression is not None:
+            env[COMPRESSION_ENV] = compression
         worker = WorkerProcess(bootstrap=self.bootstrap, provider_url=self.simulator.url,
                                data_dir=self.workdir / app_id, log_path=self.workdir / f"{app_id}.log",
-                               app_id=app_id, partitions=self.args.partitions,
-                               extra_env={"PAYOUT_MAX_IN_FLIGHT": str(max_in_flight)})
-        say(f"worker (max in flight {max_in_flight}): starting ({app_id})")
+                               app_id=app_id, partitions=self.args.partitions, extra_env=env)
+        # What this worker's producer writes: outcomes, re-keyed requests, its changelog.
+        written = ((*OUTCOME_TOPICS, TOPICS.routed), (f"{app_id}-",))
+        say(f"worker (max in flight {max_in_flight}"
+            + (f", {COMPRESSION_ENV}={compression}" if compression else "") + f"): starting ({app_id})")
         await self._start(worker)
         results: list[StepResult] = []
         info: dict[str, Any] = {"max_in_flight": max_in_flight, "links": 0}
@@ -190,7 +207,11 @@ class Bench:
                         + (f"at {rate:.0f}/s" if rate else "as fast as possible"))
                     timeout = max(60.0, count / 200)
                     before = (dict(tracker.by_topic), self._provider_links())
+                    bytes_before = await settled_stored_bytes(self.log_dir, *written)
                     result = await driver.run(name, records, rate=rate, drain_timeout=timeout)
+                    bytes_after = await settled_stored_bytes(self.log_dir, *written)
+                    if bytes_before is not None and bytes_after is not None:
+                        result.written_bytes = bytes_after - bytes_before
                     self._check(result, tracker, *before)
                     info["links"] += result.completed
                     results.append(result)
@@ -275,6 +296,16 @@ def parse_steps(text: str) -> list[float | None]:
     return out
 
 
+def parse_codecs(text: str) -> list[str]:
+    """``none,lz4,zstd`` → a list of PAYOUT_PRODUCER_COMPRESSION values (argparse type)."""
+    codecs = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in codecs if c not in COMPRESSION_CHOICES]
+    if unknown or not codecs or len(set(codecs)) != len(codecs):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct values of {'|'.join(COMPRESSION_CHOICES)}, got {text!r}")
+    return codecs
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -300,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-seconds", type=int, default=20)
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 5 s steps, 10,000 links at max, smaller baselines")
+    p.add_argument("--compression", type=parse_codecs, default=None,
+                   help="the worker's PAYOUT_PRODUCER_COMPRESSION; several (none,lz4,zstd): "
+                        "compare them at max load instead of the full bench")
+    p.add_argument("--compression-rounds", type=int, default=2,
+                   help="comparison: rounds over all codecs (order rotated each round)")
+    p.add_argument("--compression-links", type=int, default=20_000,
+                   help="comparison: requests in each codec's max step")
     p.add_argument("--no-doc", action="store_true", help="do not append to docs/benchmarks.md")
     p.add_argument("--results-name", default="latest",
                    help="write bench/results/<name>.json and .png (default: latest)")
@@ -307,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run_bench(args: argparse.Namespace, workdir: Path, bootstrap: str,
-                    simulator: SimulatorProcess, broker_pid: int | None) -> dict[str, Any]:
+                    simulator: SimulatorProcess, broker_pid: int | None,
+                    log_dir: Path | None) -> dict[str, Any]:
     steps = parse_steps(args.steps)
     plan: list[tuple[str, float | None, int]] = []
     paced = sum(int(rate * args.step_seconds) for rate in steps if rate is not None)
@@ -316,32 +355,113 @@ async def run_bench(args: argparse.Namespace, workdir: Path, bootstrap: str,
             plan.append(("max", None, max(args.max_links, args.rss_links - paced - WARMUP_LINKS)))
         else:
             plan.append((f"{rate:g}", rate, int(rate * args.step_seconds)))
+    compression = args.compression[0] if args.compression else None
     async with AsyncExitStack() as stack:
-        bench = Bench(args, workdir, bootstrap, simulator, broker_pid, stack)
+        bench = Bench(args, workdir, bootstrap, simulator, broker_pid, stack, log_dir)
         await stack.enter_async_context(bench.sampler)
 
         sweep = []
         for mif in [int(x) for x in args.sweep_in_flight.split(",") if x.strip()]:
-            results, info = await bench.real_worker(mif, [("max", None, args.sweep_links)])
+            results, info = await bench.real_worker(mif, [("max", None, args.sweep_links)],
+                                                    compression=compression)
             sweep.append({"max_in_flight": mif, **results[0].to_json(),
                           "peak_rss_mb": info["peak_rss_mb"]})
 
         # The real worker first: by the time the bare baseline runs (which keeps Kafka at
         # ~90 % of a core), the broker's JVM is warmed up. Measured before it, on a cold
         # broker, the bare ceiling varied from 1,200 to 3,100 links/s between runs.
-        steps_res, info = await bench.real_worker(args.max_in_flight, plan)
+        steps_res, info = await bench.real_worker(args.max_in_flight, plan, compression=compression)
         bare = await bench.baseline("bare", args.bare_links, warmup=1000)
         naive = await bench.baseline("naive", args.naive_links, warmup=5)
 
         result = summarise(args, steps_res, info, bare, naive, sweep)
+        result["producer_compression"] = compression or "default"
         missed = [k for k, v in result["targets"].items() if not v["met"]]
         if args.profile == "always" or (args.profile == "auto" and missed):
             say(f"targets missed: {', '.join(missed) or 'none'}; profiling the worker")
             bench.profile_rate = result["links_per_s"]
-            await bench.real_worker(args.max_in_flight, [], profile="on")
+            await bench.real_worker(args.max_in_flight, [], profile="on", compression=compression)
             result["profile"] = (str((RESULTS / "profile.txt").relative_to(REPO_ROOT))
                                  if bench.profile_text else None)
         return result
+
+
+async def compare_compression(args: argparse.Namespace, workdir: Path, bootstrap: str,
+                              simulator: SimulatorProcess, broker_pid: int | None,
+                              log_dir: Path | None) -> dict[str, Any]:
+    """The max step once per codec and round, each on a fresh worker; see the module doc."""
+    codecs: list[str] = args.compression
+    rows: list[dict[str, Any]] = []
+    async with AsyncExitStack() as stack:
+        bench = Bench(args, workdir, bootstrap, simulator, broker_pid, stack, log_dir)
+        await stack.enter_async_context(bench.sampler)
+        for n in range(args.compression_rounds):
+            shift = n % len(codecs)
+            for codec in codecs[shift:] + codecs[:shift]:
+                [step], _ = await bench.real_worker(
+                    args.max_in_flight, [("max", None, args.compression_links)], compression=codec)
+                rows.append(compression_row(codec, n + 1, step))
+                say(f"compression {codec} round {n + 1}: {rows[-1]}")
+    return {"codecs": codecs, "rounds": args.compression_rounds, "rows": rows,
+            "summary": summarise_compression(codecs, rows),
+            "links_per_step": args.compression_links, "max_in_flight": args.max_in_flight,
+            "partitions": args.partitions, "provider_latency_ms": args.latency_ms,
+            "provider_jitter_ms": args.jitter_ms}
+
+
+def compression_row(codec: str, round_no: int, step: StepResult) -> dict[str, Any]:
+    """One codec's max step as per-link costs: CPU ms (worker, broker) and bytes stored."""
+    rate = step.sustained_per_s
+
+    def cpu_ms_per_link(cpu_pct: float | None) -> float | None:
+        return round(cpu_pct * 10 / rate, 3) if cpu_pct is not None and rate else None
+
+    return {
+        "codec": codec, "round": round_no, "links": step.completed, "links_per_s": rate,
+        "worker_cpu_pct": step.worker.get("cpu_pct"),
+        "worker_cpu_ms_per_link": cpu_ms_per_link(step.worker.get("cpu_pct")),
+        "broker_cpu_ms_per_link": cpu_ms_per_link(step.others.get("broker", {}).get("cpu_pct")),
+        "bytes_per_link": round(step.written_bytes / step.completed, 1)
+        if step.written_bytes is not None and step.completed else None,
+        "p99_ms": step.p99_ms, "foreign_cpu_pct": step.host.get("foreign_cpu_pct"),
+        "checks": step.checks,
+    }
+
+
+COMPARED = ("links_per_s", "worker_cpu_ms_per_link", "broker_cpu_ms_per_link", "bytes_per_link")
+
+
+def summarise_compression(codecs: Sequence[str], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per codec: the median over rounds of each measure, and its ratio to ``none``'s."""
+    medians: dict[str, dict[str, float | None]] = {}
+    for codec in codecs:
+        mine = [r for r in rows if r["codec"] == codec]
+        medians[codec] = {}
+        for key in COMPARED:
+            values = [r[key] for r in mine if r[key] is not None]
+            medians[codec][key] = round(statistics.median(values), 3) if values else None
+    out: dict[str, Any] = {}
+    base = medians.get("none", {})
+    for codec, m in medians.items():
+        out[codec] = {**m, "ratio_to_none": {
+            key: round(m[key] / base[key], 3) if m[key] is not None and base.get(key) else None
+            for key in COMPARED}}
+    return out
+
+
+def compression_table(result: dict[str, Any]) -> str:
+    """Markdown: medians per codec, ratios to ``none`` in brackets."""
+    lines = ["| codec | links/s | worker CPU ms/link | broker CPU ms/link | bytes stored/link |",
+             "|---|---|---|---|---|"]
+    for codec, s in result["summary"].items():
+        cells = []
+        for key in COMPARED:
+            value, ratio = s[key], s["ratio_to_none"][key]
+            text = "–" if value is None else (f"{value:.0f}" if key in ("links_per_s", "bytes_per_link")
+                                               else f"{value:.2f}")
+            cells.append(text + (f" ({ratio:.2f}×)" if ratio is not None and codec != "none" else ""))
+        lines.append(f"| {codec} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def summarise(args: argparse.Namespace, steps: list[StepResult], info: dict[str, Any],
@@ -394,7 +514,10 @@ def _mean(values: list[float | None]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require_codecs("payout bench")
+    comparing = args.compression is not None and len(args.compression) > 1
     if args.quick:
+        args.compression_links = min(args.compression_links, 10_000)
         args.step_seconds = min(args.step_seconds, 5.0)
         args.rss_links = min(args.rss_links, 10_000)
         args.max_links = min(args.max_links, 5_000)
@@ -425,14 +548,24 @@ def main(argv: list[str] | None = None) -> int:
         say(f"Kafka at {bootstrap}; simulator at {args.latency_ms:g}±{args.jitter_ms:g} ms")
         simulator = stack.enter_context(SimulatorProcess(
             latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, stderr=subprocess.DEVNULL))
-        broker_pid = broker.pid if isinstance(broker, LocalKafka) else None
-        result = asyncio.run(run_bench(args, workdir, bootstrap, simulator, broker_pid))
+        local = isinstance(broker, LocalKafka)
+        broker_pid = broker.pid if local else None
+        log_dir = broker.data_dir / "logs" if local else None
+        measure = compare_compression if comparing else run_bench
+        result = asyncio.run(measure(args, workdir, bootstrap, simulator, broker_pid, log_dir))
     result["wall_s"] = round(time.monotonic() - started, 1)
     result["started_at"] = started_at.isoformat(timespec="seconds")
     result["machine"] = report.machine()
     result["commit"] = commit
     result["python"] = platform.python_version()
 
+    if comparing:
+        out_json = RESULTS / "compression.json"
+        out_json.write_text(json.dumps(result, indent=2) + "\n")
+        print()
+        print(compression_table(result))
+        print(f"\nwrote {out_json}; wall time {result['wall_s']:.0f}s")
+        return 0
     out_json = RESULTS / f"{args.results_name}.json"
     out_png = RESULTS / f"{args.results_name}.png"
     out_json.write_text(json.dumps(result, indent=2) + "\n")
