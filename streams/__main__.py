@@ -24,6 +24,7 @@ if os.environ.get("PAYOUT_EVENT_LOOP", "uvloop") == "uvloop":
 
 from streams.app import app  # noqa: E402
 import streams.agents.requests  # noqa: E402,F401  (registers the agent)
+import streams.agents.unresolved  # noqa: E402,F401  (registers the re-drive timer)
 
 if __name__ == "__main__":
     app.main()

@@ -87,3 +87,19 @@ links: LinkTable = app.tables.add(LinkTable(
         "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
     },
 ))
+
+unresolved: faust.Table = app.tables.add(faust.Table(
+    app,
+    name="payout-links-unresolved",
+    beacon=app.tables.beacon,
+    partitions=settings.partitions,
+    key_type=str,
+    value_type=bytes,
+    help="Links in doubt after an unexpected error, and when to re-drive them "
+         "(streams.unresolved). Small: an entry exists only while a link is unresolved.",
+    options={
+        "write_buffer_size": 1024 * 1024,
+        "max_write_buffer_number": 2,
+        "block_cache_size": 4 * 1024 * 1024,
+    },
+))

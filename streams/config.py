@@ -67,6 +67,11 @@ class Settings:
     rocksdb_block_cache_mb: int = 64
     changelog_buffer_max: int = 1000
     fault_lose_deliveries: str = ""  # tests only: see streams.delivery.InjectedLoss
+    faults: str = ""  # tests only: see streams.faults
+    # Links whose handling failed after a provider call may have been made stay
+    # unresolved and are re-driven on this cadence (doubling up to the max).
+    unresolved_retry_s: float = 30.0
+    unresolved_retry_max_s: float = 900.0
 
     def razorpay_credentials(self, merchant_id: str) -> RazorpayCredentials | None:
         """Per-merchant credentials, falling back to the ``*`` entry."""
@@ -123,4 +128,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rocksdb_block_cache_mb=int(env.get("PAYOUT_ROCKSDB_BLOCK_CACHE_MB", "64")),
         changelog_buffer_max=int(env.get("PAYOUT_CHANGELOG_BUFFER_MAX", "1000")),
         fault_lose_deliveries=env.get("PAYOUT_FAULT_LOSE_DELIVERIES", ""),
+        faults=env.get("PAYOUT_FAULTS", ""),
+        unresolved_retry_s=float(env.get("PAYOUT_UNRESOLVED_RETRY_S", "30")),
+        unresolved_retry_max_s=float(env.get("PAYOUT_UNRESOLVED_RETRY_MAX_S", "900")),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -324,7 +325,53 @@ def _described_by_fast_validator(request: Mapping[str, Any]) -> InvalidRequest |
 # --- outgoing events --------------------------------------------------------------
 
 
-def _envelope(event_type: str, event_id: str, merchant_id: str, merchant_payout_id: str,
+IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_ECHOED_ID_CHARS = 1024  # a raw id longer than this is not echoed (its hash is)
+
+# Dead letters and failures must always fit the producer's max_request_size, whatever
+# the source record held (a topic may accept bigger records than we may produce).
+# The raw bytes are kept up to these bounds, with the full size and a SHA-256 of the
+# whole; the original always stays in the source topic at the recorded coordinates.
+MAX_DEAD_LETTER_VALUE_BYTES = 64 * 1024
+MAX_DEAD_LETTER_KEY_BYTES = 4 * 1024
+MAX_DEAD_LETTER_HEADERS = 64
+MAX_DEAD_LETTER_HEADER_BYTES = 1024
+# The Kafka key of an outcome about a record whose own key is longer than this is
+# "#sha256=<hex of the key>": "#" never occurs in a link key, so it names no link.
+MAX_OUTCOME_KEY_BYTES = 4 * 1024
+
+
+def is_identifier(value: Any) -> bool:
+    return isinstance(value, str) and IDENTIFIER.fullmatch(value) is not None
+
+
+def request_link_key(request: Mapping[str, Any]) -> str | None:
+    """The request's own link key, or None when its ids are not valid identifiers.
+
+    Never a truncated or repaired id: that could be another link's key.
+    """
+    merchant_id, payout_id = request.get("merchant_id"), request.get("merchant_payout_id")
+    if is_identifier(merchant_id) and is_identifier(payout_id):
+        return link_key(merchant_id, payout_id)
+    return None
+
+
+def outcome_record_key(raw_key: bytes | None) -> bytes | None:
+    """The Kafka key for an outcome about a record that has no usable link key."""
+    if raw_key is None or len(raw_key) <= MAX_OUTCOME_KEY_BYTES:
+        return raw_key
+    return b"#sha256=" + hashlib.sha256(raw_key).hexdigest().encode()
+
+
+def _echoed_id(value: Any) -> str | None:
+    """A raw id as sent (never shortened), when it is a string short enough to echo."""
+    if isinstance(value, str) and len(value) <= MAX_ECHOED_ID_CHARS:
+        return value
+    return None
+
+
+def _envelope(event_type: str, event_id: str, merchant_id: str | None,
+              merchant_payout_id: str | None, link_key_: str | None,
               request_event_id: str | None) -> dict[str, Any]:
     return {
         "event_id": event_id,
@@ -333,7 +380,7 @@ def _envelope(event_type: str, event_id: str, merchant_id: str, merchant_payout_
         "occurred_at": now_iso(),
         "merchant_id": merchant_id,
         "merchant_payout_id": merchant_payout_id,
-        "link_key": link_key(merchant_id, merchant_payout_id),
+        "link_key": link_key_,
         "request_event_id": request_event_id,
     }
 
@@ -343,7 +390,8 @@ def created_event(request: Mapping[str, Any], *, connector: str, connector_payou
                   expires_at: str | None) -> dict[str, Any]:
     key = link_key(request["merchant_id"], request["merchant_payout_id"])
     event = _envelope(CREATED, deterministic_event_id(key, CREATED),
-                      request["merchant_id"], request["merchant_payout_id"], request.get("event_id"))
+                      request["merchant_id"], request["merchant_payout_id"], key,
+                      request.get("event_id"))
     event.update(
         connector=connector,
         connector_payout_id=connector_payout_id,
@@ -358,43 +406,88 @@ def created_event(request: Mapping[str, Any], *, connector: str, connector_payou
     return event
 
 
+LINK = "link"
+REQUEST = "request"
+
+
 def failed_event(request: Mapping[str, Any], *, code: str, message: str, field: str | None,
-                 status_code: int | None = None, connector: str | None = None,
+                 scope: str = LINK, status_code: int | None = None,
+                 connector: str | None = None,
                  connector_details: Mapping[str, Any] | None = None,
-                 discriminator: str = "") -> dict[str, Any]:
-    """A definite failure. ``discriminator`` separates failures that are not the link's
-    own outcome (a conflicting request) from the link's outcome, so their ids differ."""
-    merchant_id = _as_text(request.get("merchant_id"))
-    merchant_payout_id = _as_text(request.get("merchant_payout_id"))
-    key = link_key(merchant_id, merchant_payout_id)
-    event = _envelope(FAILED, deterministic_event_id(key, FAILED, discriminator),
-                      merchant_id, merchant_payout_id, _as_text(request.get("event_id")) or None)
+                 discriminator: str = "", source: SourceRecord | None = None) -> dict[str, Any]:
+    """A definite failure, of the link (``scope="link"``) or of one request.
+
+    A link failure is the link's one terminal outcome: no link exists at the provider
+    and none will for this key. A request failure says only that *this request* was
+    not acted on (invalid, conflicting, unroutable, a field the provider can't honour):
+    it says nothing about the link, so it never contradicts a created event for the
+    same key, and its ``payout_status`` is null. ``discriminator`` separates request
+    failures from each other and from the link's outcome, so their ids differ.
+    """
+    key = request_link_key(request)
+    merchant_id = _echoed_id(request.get("merchant_id"))
+    merchant_payout_id = _echoed_id(request.get("merchant_payout_id"))
+    request_event_id = request.get("event_id")
+    if not isinstance(request_event_id, str) or len(request_event_id) > MAX_ECHOED_ID_CHARS:
+        request_event_id = None
+    identity = key if key is not None else "raw:" + hashlib.sha256(orjson.dumps(
+        [repr(request.get("merchant_id"))[:4096], repr(request.get("merchant_payout_id"))[:4096]]
+    )).hexdigest()
+    event = _envelope(FAILED, deterministic_event_id(identity, FAILED, discriminator),
+                      merchant_id, merchant_payout_id, key, request_event_id)
     event.update(
+        scope=scope,
         connector=connector,
-        payout_status="FAILED",
+        payout_status="FAILED" if scope == LINK else None,
         status_code=status_code,
         error={
             "code": code,
-            "message": message,
+            "message": message if len(message) <= 1000 else message[:1000] + "…",
             "field": field,
             "retryable": False,
             "connector_details": dict(connector_details) if connector_details else None,
         },
     )
+    if source is not None:
+        event["source"] = {"topic": source.topic, "partition": source.partition,
+                           "offset": source.offset}
     return event
 
 
-def invalid_request_event(request: Mapping[str, Any], invalid: InvalidRequest) -> dict[str, Any]:
+def invalid_request_event(request: Mapping[str, Any], invalid: InvalidRequest,
+                          source: SourceRecord | None = None) -> dict[str, Any]:
     """Keyed on the request content, so the same bad request replayed is the same event."""
     digest = hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return failed_event(request, code="invalid_request", message=invalid.message,
-                        field=invalid.field, discriminator=f"invalid:{digest}")
+                        field=invalid.field, scope=REQUEST, discriminator=f"invalid:{digest}",
+                        source=source)
+
+
+@dataclass(frozen=True)
+class _Excerpt:
+    b64: str | None
+    size: int | None
+    sha256: str | None
+    truncated: bool
+
+
+def _excerpt(data: bytes | None, limit: int) -> _Excerpt:
+    if data is None:
+        return _Excerpt(None, None, None, False)
+    kept = data[:limit]
+    return _Excerpt(base64.b64encode(kept).decode("ascii"), len(data),
+                    hashlib.sha256(data).hexdigest(), len(kept) < len(data))
 
 
 def dead_letter_event(source: SourceRecord, error: Unparseable) -> dict[str, Any]:
-    def b64(data: bytes | None) -> str | None:
-        return None if data is None else base64.b64encode(data).decode("ascii")
-
+    """The record's raw bytes up to fixed bounds, so the dead letter always fits."""
+    value = _excerpt(source.value, MAX_DEAD_LETTER_VALUE_BYTES)
+    key = _excerpt(source.key, MAX_DEAD_LETTER_KEY_BYTES)
+    headers = [{"key": k[:256], "value_b64": _excerpt(v, MAX_DEAD_LETTER_HEADER_BYTES).b64}
+               for k, v in list(source.headers)[:MAX_DEAD_LETTER_HEADERS]]
+    headers_truncated = len(source.headers) > MAX_DEAD_LETTER_HEADERS or any(
+        len(k) > 256 or (v is not None and len(v) > MAX_DEAD_LETTER_HEADER_BYTES)
+        for k, v in source.headers)
     return {
         "event_id": deterministic_event_id(DEAD_LETTER, source.topic, str(source.partition),
                                            str(source.offset)),
@@ -403,18 +496,20 @@ def dead_letter_event(source: SourceRecord, error: Unparseable) -> dict[str, Any
         "occurred_at": now_iso(),
         "source": {"topic": source.topic, "partition": source.partition,
                    "offset": source.offset, "timestamp": source.timestamp},
-        "raw_key_b64": b64(source.key),
-        "raw_value_b64": b64(source.value),
-        "headers": [{"key": k, "value_b64": b64(v)} for k, v in source.headers],
-        "error": {"code": error.code, "message": error.message},
+        "raw_key_b64": key.b64,
+        "raw_key_size": key.size,
+        "raw_key_sha256": key.sha256,
+        "raw_key_truncated": key.truncated,
+        "raw_value_b64": value.b64,
+        "raw_value_size": value.size,
+        "raw_value_sha256": value.sha256,
+        "raw_value_truncated": value.truncated,
+        "headers": headers,
+        "headers_truncated": headers_truncated,
+        "error": {"code": error.code,
+                  "message": error.message if len(error.message) <= 1000
+                  else error.message[:1000] + "…"},
     }
-
-
-def _as_text(value: Any) -> str:
-    """Identifiers from an invalid request may be anything; keep them printable and short."""
-    if isinstance(value, str):
-        return value[:64]
-    return "" if value is None else orjson.dumps(value)[:64].decode("utf-8", "replace")
 
 
 def encode(event: Mapping[str, Any]) -> bytes:

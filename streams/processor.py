@@ -1,25 +1,39 @@
 """What happens to one record of ``payout-link-requested``.
 
-``accept`` classifies the record (dead letter, invalid, misrouted, valid) and hands
-the work to :class:`KeyedInFlight`; the work for a valid request is ``settle``:
+``accept`` runs the serialized intake step (:mod:`streams.intake`: parse, validate,
+dry-run transform) under the crash marker, routes what is not a valid request, and
+hands the work for a valid one to :class:`KeyedInFlight`. That work is ``settle``:
 decide with the lifecycle, act through a connector, emit the outcome.
+
+Nothing a record holds may stop its partition. Every exception is caught where it
+happens and the record ends in a definite, published place: before any provider call
+may have been made, a ``processing_error`` failure (or a dead letter when the request
+can't even be identified); after, the link stays unresolved (:mod:`streams.unresolved`)
+and its record is acked so the partition moves on.
 """
 from __future__ import annotations
 
 import logging
+import os
+import time
 from functools import partial
 from typing import Any, Awaitable, Callable, Mapping
 
+import orjson
 from aiokafka.partitioner import murmur2
 from faust.types import EventT, TopicT
 
-from streams import events, lifecycle
+from streams import events, intake, lifecycle
 from streams.app import LinkTable
 from streams.config import Settings
 from streams.connectors.base import LinkCreated, Rejected, link_reference
-from streams.connectors.routing import Route, Unroutable, route
+from streams.connectors.registry import CONNECTORS
+from streams.connectors.routing import Route, Unroutable, route_existing
+from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
-from streams.settlement import LinkSettler, RetriesExhausted, Settled
+from streams.poison import CrashMarker, Stage, isolate
+from streams.settlement import CallCount, LinkSettler, RetriesExhausted, Settled
+from streams.unresolved import UnresolvedEntry, parked
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +43,30 @@ def home_partition(link_key: str, partitions: int) -> int:
     return (murmur2(link_key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
 class RequestProcessor:
     def __init__(self, *, settings: Settings, links: LinkTable, routed: TopicT, created: TopicT,
                  failed: TopicT, dead_letter: TopicT, settlers: Mapping[str, LinkSettler],
-                 on_fatal: Callable[[BaseException], Awaitable[Any]]) -> None:
+                 on_fatal: Callable[[BaseException], Awaitable[Any]],
+                 unresolved: Any = None, marker: CrashMarker | None = None,
+                 faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.links = links
+        self.unresolved = unresolved if unresolved is not None else {}
         self.routed, self.created, self.failed, self.dead_letter = routed, created, failed, dead_letter
         self.settlers = settlers
         self.in_flight = KeyedInFlight(settings.max_in_flight, on_fatal)
+        self.marker = marker
+        self.faults = faults
+        self._clock = clock
+        self.parked = 0  # links parked as unresolved by this worker (an alert each)
+        self.contained = 0  # unexpected exceptions turned into a definite place
 
-    # --- classification, in the agent's loop ----------------------------------------
+    # --- intake, in the agent's loop ------------------------------------------------
 
     async def accept(self, event: EventT) -> None:
         message = event.message
@@ -49,81 +76,175 @@ class RequestProcessor:
             timestamp=message.timestamp,
         )
         once = f"{source.topic}/{source.partition}/{source.offset}"  # a key nobody shares
+        marker = self.marker
+        if marker is not None and marker.is_suspect(source.topic, source.partition, source.offset):
+            verdict = await isolate(source.value, env=dict(os.environ))
+            marker.acquit()
+            if verdict.poison:
+                log.error("%s crashed this worker before, and an isolated run of it died too "
+                          "(%s, stage %s): routing it without handling it", once, verdict.detail,
+                          verdict.stage.name.lower() if verdict.stage else "?")
+                await self._submit_poison(event, source, once, verdict.stage, verdict.detail)
+                return
+            log.warning("%s was in the risky step when this worker last died, but an isolated "
+                        "run survived it (%s): handling it as usual", once, verdict.detail)
         try:
-            await self._classify(event, source, once)
-        except Exception as exc:  # a bug must neither crash the worker nor drop the record
-            log.exception("could not process %s; dead-lettering it", once)
-            dead = events.dead_letter_event(source, events.Unparseable(
-                "processing_error", f"{type(exc).__name__}: {exc}"[:300]))
-            await self.in_flight.submit(event, once, partial(
-                self._publish, self.dead_letter, source.key, dead))
+            if marker is not None:
+                marker.enter(source.topic, source.partition, source.offset)
+                result = intake.classify(source.value, self.settings, self.faults, marker.stage)
+            else:
+                result = intake.classify(source.value, self.settings, self.faults)
+        except Exception as exc:  # a bug (or a fault) in the intake step: route, never crash
+            self.contained += 1
+            log.error("intake of %s raised %s", once, _describe(exc))
+            await self._submit_poison(event, source, once, None, _describe(exc))
+            return
+        finally:
+            if marker is not None:
+                marker.clear()
+        await self._dispatch(event, source, once, result)
 
-    async def _classify(self, event: EventT, source: events.SourceRecord, once: str) -> None:
-        request = events.parse_request(source.value)
-        if isinstance(request, events.Unparseable):
-            log.warning("dead-lettering %s: %s", once, request.message)
-            dead = events.dead_letter_event(source, request)
+    async def _dispatch(self, event: EventT, source: events.SourceRecord, once: str,
+                        result: intake.Intake) -> None:
+        if isinstance(result, events.Unparseable):
+            log.warning("dead-lettering %s: %s", once, result.message)
             await self.in_flight.submit(event, once, partial(
-                self._publish, self.dead_letter, source.key, dead))
+                self._publish, self.dead_letter, events.outcome_record_key(source.key),
+                events.dead_letter_event(source, result)))
             return
-        invalid = events.validate_request(request)
-        if invalid is not None:
-            log.info("invalid request %s: %s (%s)", once, invalid.field, invalid.message)
-            failure = events.invalid_request_event(request, invalid)
-            identified = invalid.field not in ("merchant_id", "merchant_payout_id")
-            out_key = failure["link_key"].encode() if identified else source.key
+        if isinstance(result, intake.Invalid):
+            log.info("invalid request %s: %s (%s)", once, result.problem.field,
+                     result.problem.message)
+            failure = events.invalid_request_event(result.request, result.problem, source)
             await self.in_flight.submit(event, once, partial(
-                self._publish, self.failed, out_key, failure))
+                self._publish, self.failed, self._failure_key(failure, source), failure))
             return
-        key = events.link_key(request["merchant_id"], request["merchant_payout_id"])
+        key = result.key
         home = home_partition(key, self.settings.partitions)
         if source.key != key.encode() or source.partition != home:
             # Wrong or missing key: re-key so every record of this link meets one owner.
+            # The parsed request is re-encoded: bounded by the schema, it always fits
+            # the producer's limit, whatever the source record's size.
             await self.in_flight.submit(event, once, partial(
-                self._forward, key, home, source.value))
+                self._forward, key, home, orjson.dumps(result.request)))
             return
         offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset)
-        await self.in_flight.submit(event, key, partial(self.settle, request, key, offset))
+        await self.in_flight.submit(event, key, partial(self.settle, result, offset))
+
+    async def _submit_poison(self, event: EventT, source: events.SourceRecord, once: str,
+                             stage: Stage | None, detail: str) -> None:
+        """A record whose intake raised or crashed: a request failure, else a dead letter.
+
+        Nothing was written and no provider was called for it, so it can only be a
+        failure of this request, never of a link.
+        """
+        request = None
+        if stage is None or stage > Stage.PARSE:  # parsing it is known not to crash
+            try:
+                parsed = events.parse_request(source.value)
+                request = parsed if isinstance(parsed, dict) else None
+            except Exception:
+                request = None
+        where = f" in stage {stage.name.lower()}" if stage is not None else ""
+        if request is not None and events.request_link_key(request) is not None:
+            failure = events.failed_event(
+                request, code="processing_error", scope=events.REQUEST, field=None,
+                message=f"handling this request failed{where}: {detail}",
+                discriminator=f"processing_error:{once}", source=source)
+            await self.in_flight.submit(event, once, partial(
+                self._publish, self.failed, self._failure_key(failure, source), failure))
+            return
+        dead = events.dead_letter_event(source, events.Unparseable(
+            "processing_error", f"handling this record failed{where}: {detail}"))
+        await self.in_flight.submit(event, once, partial(
+            self._publish, self.dead_letter, events.outcome_record_key(source.key), dead))
+
+    @staticmethod
+    def _failure_key(failure: Mapping[str, Any], source: events.SourceRecord) -> bytes | None:
+        key = failure["link_key"]
+        return key.encode() if key is not None else events.outcome_record_key(source.key)
 
     # --- the work for one valid request -----------------------------------------------
 
-    async def settle(self, request: Mapping[str, Any], key: str,
-                     source: lifecycle.SourceOffset) -> None:
+    async def settle(self, valid: intake.Valid, source: lifecycle.SourceOffset) -> None:
+        """Settle, and contain anything unexpected so the partition keeps moving."""
+        progress = CallCount()
+        record: lifecycle.LinkRecord | None = None
+        try:
+            raw = self.links.get(valid.key)
+            record = lifecycle.LinkRecord.from_bytes(raw) if raw is not None else None
+            await self._settle(valid, source, record, progress)
+        except Exception as exc:
+            await self._contain(exc, valid, source, record, progress)
+
+    async def _settle(self, valid: intake.Valid, source: lifecycle.SourceOffset,
+                      record: lifecycle.LinkRecord | None, progress: CallCount) -> None:
+        request, key = valid.request, valid.key
         fingerprint = events.request_fingerprint(request)
-        routing = route(request, self.settings)
-        if isinstance(routing, Unroutable):
-            await self._publish_outcome(key, events.failed_event(
-                request, code=routing.code, message=routing.message, field=routing.field,
-                discriminator=f"unroutable:{fingerprint}"))
-            return
-        raw = self.links.get(key)
-        record = lifecycle.LinkRecord.from_bytes(raw) if raw is not None else None
+        routing: Route | Unroutable | None = None
+        if record is None:
+            # A new link: the request's route decides. Once a record exists, its
+            # connector and account are authoritative (DESIGN.md rule 3).
+            if self.faults:
+                self.faults.hit("route", key)
+            routing = valid.routing
+            if isinstance(routing, Unroutable):
+                await self._publish_outcome(key, events.failed_event(
+                    request, code=routing.code, message=routing.message, field=routing.field,
+                    scope=events.REQUEST, discriminator=f"unroutable:{fingerprint}",
+                    source=source))
+                return
+            unsupported = CONNECTORS[routing.connector].unsupported(request, self._clock())
+            if unsupported is not None:
+                await self._publish_outcome(key, events.failed_event(
+                    request, code="unsupported_field", message=unsupported.message,
+                    field=unsupported.field, scope=events.REQUEST, connector=routing.connector,
+                    discriminator=f"unsupported:{fingerprint}", source=source))
+                return
+        connector = routing.connector if isinstance(routing, Route) else (
+            record.connector if record is not None else "")
         decision = lifecycle.decide(record, link_key=key, fingerprint=fingerprint,
-                                    connector=routing.connector, reference=link_reference(key),
+                                    connector=connector, reference=link_reference(key),
                                     source=source)
         if isinstance(decision, lifecycle.AlreadySettled):
+            self._resolved(key)
             return
         if isinstance(decision, lifecycle.Republish):
             await self._publish_outcome(key, decision.outcome)
+            if record is not None and not record.outcome_published:
+                self.links[key] = lifecycle.published(record).to_bytes()
+            self._resolved(key)
             return
         if isinstance(decision, lifecycle.Conflict):
             log.warning("idempotency conflict on %s", key)
             await self._publish_outcome(key, events.failed_event(
                 request, code="idempotency_conflict",
                 message=f"link key {key} was already used for a request with different content",
-                field=None, discriminator=f"conflict:{fingerprint}"))
+                field=None, scope=events.REQUEST, discriminator=f"conflict:{fingerprint}",
+                source=source))
             return
-        await self._create(request, key, decision, routing)
+        if decision.lookup_first:
+            existing = route_existing(decision.record.connector, request, self.settings)
+            if isinstance(existing, Unroutable):
+                # In doubt at a provider we can no longer reach: never a failure.
+                self._park(key, request, f"{existing.code}: {existing.message}")
+                return
+            routing = existing
+        assert isinstance(routing, Route)
+        await self._create(request, key, decision, routing, valid.call, progress)
 
     async def _create(self, request: Mapping[str, Any], key: str,
-                      decision: lifecycle.StartCreation, routing: Route) -> None:
+                      decision: lifecycle.StartCreation, routing: Route,
+                      call: Any, progress: CallCount) -> None:
         record = decision.record
         if not decision.lookup_first:
             await self.links.put_durably(key, record.to_bytes())  # before any provider call
-        settler = self.settlers[routing.connector]
-        result, calls = await settler.settle(request, record.reference, routing.account,
-                                             routing.auth, lookup_first=decision.lookup_first)
-        outcome = self._outcome_event(request, record, routing.connector, result)
+        settler = self.settlers[record.connector]
+        result, calls = await settler.settle(
+            request, record.reference, routing.account, routing.auth,
+            lookup_first=decision.lookup_first,
+            call=call if routing.connector == record.connector else None, progress=progress)
+        outcome = self._outcome_event(request, record, record.connector, result)
         created = isinstance(result, LinkCreated)
         record = lifecycle.settled(record, outcome, created=created,
                                    provider_calls=record.provider_calls + calls)
@@ -135,6 +256,7 @@ class RequestProcessor:
         # finds `creating`, looks the link up, and publishes the same event again.
         await self._publish_outcome(key, outcome)
         self.links[key] = lifecycle.published(record).to_bytes()
+        self._resolved(key)
 
     @staticmethod
     def _outcome_event(request: Mapping[str, Any], record: lifecycle.LinkRecord, connector: str,
@@ -157,13 +279,77 @@ class RequestProcessor:
                     f"last: {result.last.reason}",
             field=None, status_code=result.last.status_code, connector=connector)
 
+    # --- containment: an unexpected exception ends in a definite place ---------------
+
+    async def _contain(self, exc: Exception, valid: intake.Valid,
+                       source: lifecycle.SourceOffset, before: lifecycle.LinkRecord | None,
+                       progress: CallCount) -> None:
+        request, key = valid.request, valid.key
+        self.contained += 1
+        reason = _describe(exc)
+        in_doubt = progress.started > 0 or (
+            before is not None and before.status is lifecycle.LinkStatus.CREATING)
+        if in_doubt:
+            # A provider call may have created a link: only a lookup may end it.
+            log.error("settling %s raised %s after a provider call may have been made",
+                      key, reason, exc_info=exc)
+            self._park(key, request, reason)
+            return
+        raw = self.links.get(key)
+        now = lifecycle.LinkRecord.from_bytes(raw) if raw is not None else None
+        if now is not None and now.status in lifecycle.TERMINAL and not now.outcome_published:
+            # The link's outcome is decided but not told: re-driving publishes it.
+            log.error("settling %s raised %s before its outcome was published", key, reason,
+                      exc_info=exc)
+            self._park(key, request, reason)
+            return
+        log.error("settling %s raised %s before any provider call", key, reason, exc_info=exc)
+        message = f"handling this request failed before any provider call: {reason}"
+        if before is None and now is not None and now.status is lifecycle.LinkStatus.CREATING:
+            # This attempt wrote `creating` and called nothing: the link fails, for good,
+            # and the failure is remembered before it is told (as any link failure).
+            failure = events.failed_event(request, code="processing_error", message=message,
+                                          field=None, connector=now.connector)
+            settled = lifecycle.settled(now, failure, created=False,
+                                        provider_calls=now.provider_calls)
+            self.links[key] = settled.to_bytes()
+            await self._send(self.failed, key.encode(), events.encode(failure), None)
+            self.links[key] = lifecycle.published(settled).to_bytes()
+            return
+        # Nothing was written for this request (or its link is settled already): it
+        # fails on its own and says nothing about the link.
+        failure = events.failed_event(
+            request, code="processing_error", message=message, field=None,
+            scope=events.REQUEST,
+            discriminator=f"processing_error:{source.topic}/{source.partition}/{source.offset}",
+            source=source)
+        await self._send(self.failed, key.encode(), events.encode(failure), None)
+
+    def _park(self, key: str, request: Mapping[str, Any], reason: str) -> None:
+        raw = self.unresolved.get(key)
+        previous = UnresolvedEntry.from_bytes(raw) if raw is not None else None
+        entry = parked(previous, request, reason, self._clock(),
+                       self.settings.unresolved_retry_s, self.settings.unresolved_retry_max_s)
+        self.unresolved[key] = entry.to_bytes()
+        self.parked += 1
+        log.error("ALERT link %s is unresolved (attempt %d: %s); its request is acked, the "
+                  "link is re-driven in %.0fs", key, entry.attempts, reason,
+                  entry.retry_at - self._clock())
+
+    def _resolved(self, key: str) -> None:
+        if self.unresolved.get(key) is not None:
+            del self.unresolved[key]
+            log.warning("unresolved link %s is resolved", key)
+
     # --- emitting -----------------------------------------------------------------------
 
     async def _publish_outcome(self, key: str, outcome: Mapping[str, Any]) -> None:
+        if self.faults:
+            self.faults.hit("publish", key)
         topic = self.created if outcome["event_type"] == events.CREATED else self.failed
         await self._publish(topic, key.encode(), outcome)
 
-    async def _forward(self, key: str, partition: int, value: bytes | None) -> None:
+    async def _forward(self, key: str, partition: int, value: bytes) -> None:
         await self._send(self.routed, key.encode(), value, partition)
 
     async def _publish(self, topic: TopicT, key: bytes | None, event: Mapping[str, Any]) -> None:

@@ -18,10 +18,11 @@ from typing import Any, Callable, Mapping, Union
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
 from streams.connectors.base import (
-    Connector, HttpAnswer, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
+    Connector, HttpAnswer, HttpCall, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
 )
 from streams.connectors.guard import ProviderGuard
 from streams.connectors.transport import BasicAuth, ProviderTransport
+from streams.faults import NO_FAULTS, Faults
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +45,46 @@ Settled = Union[LinkCreated, Rejected, RetriesExhausted]
 
 
 @dataclass
+class CallCount:
+    """How many provider calls were started: once it is non-zero, a link may exist."""
+
+    started: int = 0
+
+
+@dataclass
 class _Attempts:
     lookup_first: bool
     calls: int = 0
     last: ProviderOutcome | None = None
     started: float = 0.0  # the time budget covers the first attempt, run before tenacity
+    progress: CallCount | None = None
+    call: HttpCall | None = None  # the create call, when the caller built it already
+    link_key: str = ""  # for fault knobs only
 
 
 class LinkSettler:
     def __init__(self, connector: Connector, transport: ProviderTransport,
                  policy: RetryPolicy = RetryPolicy(), guard: ProviderGuard | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, faults: Faults = NO_FAULTS) -> None:
         self.connector = connector
+        self._faults = faults
         self.transport = transport
         self.policy = policy
         self.guard = guard
         self._clock = clock
 
     async def settle(self, request: Mapping[str, Any], reference: str, account: Any,
-                     auth: BasicAuth, *, lookup_first: bool) -> tuple[Settled, int]:
-        """Return the definite outcome and the number of provider calls made."""
-        state = _Attempts(lookup_first=lookup_first, started=self._clock())
+                     auth: BasicAuth, *, lookup_first: bool, call: HttpCall | None = None,
+                     progress: CallCount | None = None) -> tuple[Settled, int]:
+        """Return the definite outcome and the number of provider calls made.
+
+        ``progress`` counts calls as they start, so a caller whose settlement raised
+        knows whether a link may exist.
+        """
+        state = _Attempts(lookup_first=lookup_first, started=self._clock(), progress=progress,
+                          call=call)
+        if self._faults:
+            state.link_key = f"{request.get('merchant_id')}:{request.get('merchant_payout_id')}"
         state.last = await self._attempt(request, reference, account, auth, state)
         if isinstance(state.last, (LinkCreated, Rejected)):
             return state.last, state.calls  # nearly every link: no retry machinery at all
@@ -96,8 +116,8 @@ class LinkSettler:
                 # Transient/Unknown lookups leave lookup_first set: ask again next time.
                 return found
             state.lookup_first = False
-        outcome = await self._call(self.connector.create_call(request, reference, account), auth,
-                                   state, self.connector.read_create)
+        call = state.call or self.connector.create_call(request, reference, account)
+        outcome = await self._call(call, auth, state, self.connector.read_create)
         if isinstance(outcome, Unknown):
             state.lookup_first = True
         return outcome
@@ -105,10 +125,16 @@ class LinkSettler:
     async def _call(self, call: Any, auth: BasicAuth, state: _Attempts,
                     read: Callable[[HttpAnswer], ProviderOutcome]) -> ProviderOutcome:
         state.calls += 1
+        if state.progress is not None:
+            state.progress.started += 1
+        if self._faults:
+            self._faults.hit("provider_call", state.link_key)
         if self.guard is None:
             answer = await self.transport.send(call, auth)
         else:
             answer = await self.guard.call(lambda: self.transport.send(call, auth))
+        if self._faults:
+            self._faults.hit("provider_answer", state.link_key)
         return read(answer) if isinstance(answer, HttpAnswer) else answer
 
     def _stop_when(self, state: _Attempts, reference: str) -> Callable[[RetryCallState], bool]:
@@ -134,3 +160,4 @@ class LinkSettler:
         if isinstance(last, Transient) and last.retry_after_s is not None:
             delay = max(delay, last.retry_after_s)
         return delay
+

@@ -13,13 +13,15 @@ from faust.types import StreamT
 
 from streams.app import (
     app, created_topic, dead_letter_topic, failed_topic, links, request_channel, routed_topic,
-    settings,
+    settings, unresolved,
 )
 from streams.connectors.guard import ProviderGuard
 from streams.connectors.razorpay import RazorpayConnector
 from streams.connectors.transport import ProviderTransport
 from streams.delivery import BrokerGapProbe, DeliveryGuard, InjectedLoss, every
 from streams.inflight import guard_acks
+from streams.faults import Faults
+from streams.poison import CrashMarker
 from streams.processor import RequestProcessor
 from streams.settlement import LinkSettler, RetryPolicy
 
@@ -32,19 +34,26 @@ def build_transport() -> ProviderTransport:
 
 
 def build_processor(transport: ProviderTransport) -> RequestProcessor:
+    faults = Faults(settings.faults)
     return RequestProcessor(
-        settings=settings, links=links, routed=routed_topic, created=created_topic,
-        failed=failed_topic, dead_letter=dead_letter_topic,
+        settings=settings, links=links, unresolved=unresolved, routed=routed_topic,
+        created=created_topic, failed=failed_topic, dead_letter=dead_letter_topic,
         settlers={"razorpay": LinkSettler(
             RazorpayConnector(), transport,
             RetryPolicy(max_attempts=settings.retry_max_attempts, max_seconds=settings.retry_max_s),
             ProviderGuard("razorpay", rate_per_s=settings.provider_rate_per_s,
                           failure_threshold=settings.breaker_failure_threshold,
-                          open_seconds=settings.breaker_open_s))},
+                          open_seconds=settings.breaker_open_s),
+            faults=faults)},
         on_fatal=app.crash,
+        marker=CrashMarker(settings.data_dir / "crash-marker"),
+        faults=faults,
     )
 
 
+import os
+from streams.faults import Faults
+FAULTS = Faults(os.environ.get('PAYOUT_FAULTS', ''))
 REQUEST_TOPICS = (settings.topics.requested, settings.topics.routed)
 
 
@@ -77,6 +86,8 @@ async def handle_requests(stream: StreamT) -> None:
     watchdog = asyncio.ensure_future(every(1.0, delivery.watch))
     try:
         async for event in stream.noack().events():
+            if FAULTS.hit("agent", event.message.value) == "fatal":
+                await app.crash(RuntimeError("injected fatal"))
             if await delivery.admit(event):
                 await processor.accept(event)
     finally:

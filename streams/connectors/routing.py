@@ -36,6 +36,12 @@ def route(request: Mapping[str, Any], settings: Settings) -> Route | Unroutable:
     elif currency not in CURRENCIES.get(connector, frozenset()):
         return Unroutable("unsupported_connector",
                           f"{connector} does not pay out in {currency}", "amount.currency")
+    return route_existing(connector, request, settings)
+
+
+def route_existing(connector: str, request: Mapping[str, Any],
+                   settings: Settings) -> Route | Unroutable:
+    """The route to a named connector: for a link whose record names it already."""
     account = settings.razorpay_credentials(request["merchant_id"])
     if account is None:
         return Unroutable("connector_not_configured",

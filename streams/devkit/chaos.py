@@ -126,9 +126,6 @@ class Report:
                 f"{len(self.unaccounted)} unaccounted inputs")
 
 
-LINK_FAILURES_EXCLUDED = ("idempotency_conflict", "invalid_request")
-
-
 def _distinct(evs: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     return {e["event_id"]: e for e in evs}
 
@@ -150,8 +147,7 @@ def check(inputs: list[Input], outcomes: Outcomes,
         evs = by_key.get(item.answer_key, [])
         if item.kind in ("valid", "duplicate"):
             mine = _distinct(e for e in evs if e["event_type"] == TOPICS.created or (
-                e["event_type"] == TOPICS.failed
-                and e["error"]["code"] not in LINK_FAILURES_EXCLUDED))
+                e["event_type"] == TOPICS.failed and e["scope"] == "link"))
         elif item.kind == "conflict":
             fingerprint = events.request_fingerprint(orjson.loads(item.value))
             expected = events.deterministic_event_id(item.answer_key, events.FAILED,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import orjson
 import pytest
@@ -94,13 +95,66 @@ def test_failed_events_are_valid_and_distinct_per_cause() -> None:
                                                       "message": "bad", "reason": "x",
                                                       "field": "amount"})
     conflict = events.failed_event(request, code="idempotency_conflict", message="m",
-                                   field=None, discriminator="conflict:abc")
+                                   field=None, scope=events.REQUEST,
+                                   discriminator="conflict:abc")
     bad, field = invalid_request(4)
     invalid = events.invalid_request_event(bad, events.validate_request(bad))
     for event in (rejected, conflict, invalid):
         assert_schema_valid(event)
     assert len({rejected["event_id"], conflict["event_id"], invalid["event_id"]}) == 3
     assert invalid["error"]["field"] == field and invalid["error"]["code"] == "invalid_request"
+    assert rejected["scope"] == "link" and rejected["payout_status"] == "FAILED"
+    assert conflict["scope"] == invalid["scope"] == "request"
+    assert conflict["payout_status"] is invalid["payout_status"] is None
+
+
+def test_a_request_failure_may_not_claim_the_link_failed() -> None:
+    """A consumer reading by link key must not see FAILED for a link that may exist."""
+    request = valid_request(3)
+    event = events.failed_event(request, code="idempotency_conflict", message="m", field=None,
+                                scope=events.REQUEST)
+    event["payout_status"] = "FAILED"
+    assert list(events.validator_for(events.FAILED).iter_errors(event))
+    link = events.failed_event(request, code="invalid_request", message="m", field=None)
+    assert list(events.validator_for(events.FAILED).iter_errors(link)), \
+        "invalid_request is never the failure of a link"
+
+
+def test_an_over_long_id_is_never_truncated_into_another_key() -> None:
+    long_id = "refund-42" + "x" * 60  # 69 characters: its first 64 could be a real id
+    request = dict(valid_request(5), merchant_payout_id=long_id)
+    event = events.invalid_request_event(request, events.validate_request(request))
+    assert_schema_valid(event)
+    assert event["link_key"] is None
+    assert event["merchant_payout_id"] == long_id  # the raw id, whole
+    assert event["error"]["field"] == "merchant_payout_id"
+    huge = dict(valid_request(5), merchant_payout_id="y" * 5000)
+    event = events.invalid_request_event(huge, events.validate_request(huge))
+    assert_schema_valid(event)
+    assert event["link_key"] is None and event["merchant_payout_id"] is None
+
+
+def test_an_invalid_request_names_its_own_key_only_when_its_ids_are_valid() -> None:
+    bad, _ = invalid_request(1)
+    event = events.invalid_request_event(bad, events.validate_request(bad))
+    assert event["link_key"] == f"{bad['merchant_id']}:{bad['merchant_payout_id']}"
+
+
+def test_dead_letters_of_huge_records_stay_bounded_and_identify_the_original() -> None:
+    value = b"\x00" * 3_000_000
+    key = b"k" * 200_000
+    source = events.SourceRecord("payout-link-requested", 1, 9, key, value,
+                                 [("h", b"v" * 5000)] * 100, None)
+    event = events.dead_letter_event(source, events.Unparseable("unparseable", "x" * 5000))
+    assert_schema_valid(event)
+    assert len(events.encode(event)) < 300_000  # far below the producer's 1 MB limit
+    assert event["raw_value_size"] == 3_000_000 and event["raw_value_truncated"] is True
+    assert event["raw_value_sha256"] == hashlib.sha256(value).hexdigest()
+    assert base64.b64decode(event["raw_value_b64"]) == value[:events.MAX_DEAD_LETTER_VALUE_BYTES]
+    assert event["raw_key_size"] == 200_000 and event["raw_key_truncated"] is True
+    assert len(event["headers"]) == events.MAX_DEAD_LETTER_HEADERS and event["headers_truncated"]
+    assert events.outcome_record_key(key) == b"#sha256=" + hashlib.sha256(key).hexdigest().encode()
+    assert events.outcome_record_key(b"short") == b"short"
 
 
 def test_invalid_request_with_non_string_ids_still_yields_a_valid_event() -> None:
@@ -115,6 +169,7 @@ def test_dead_letter_keeps_raw_bytes_and_source() -> None:
     event = events.dead_letter_event(source, events.Unparseable("unparseable", "bad"))
     assert_schema_valid(event)
     assert base64.b64decode(event["raw_value_b64"]) == b"\xff\x00"
+    assert event["raw_value_truncated"] is False and event["raw_value_size"] == 2
     assert event["source"] == {"topic": "payout-link-requested", "partition": 2, "offset": 17,
                                "timestamp": 1700000000.0}
     assert event["event_id"] == events.dead_letter_event(

@@ -505,7 +505,9 @@ def test_hostile_record_has_its_outcome(raw: bytes | None, kind: str, detail: st
     assert got == kind, value if got != "valid" else "valid"
     if kind == "dead":
         assert value.code == detail, value
-        assert built["raw_value_b64"] == (None if raw is None else base64.b64encode(raw).decode())
+        kept = None if raw is None else raw[:events.MAX_DEAD_LETTER_VALUE_BYTES]
+        assert built["raw_value_b64"] == (None if kept is None else base64.b64encode(kept).decode())
+        assert built["raw_value_size"] == (None if raw is None else len(raw))
     elif kind == "invalid":
         assert value.field == detail, value
     else:

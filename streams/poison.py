@@ -1,0 +1,157 @@
+"""No crash loops: a record that killed the process is recognised when it comes back.
+
+All the work that depends on a record's bytes and could take the process down rather
+than raise -- parsing (orjson, the stdlib decoder), schema validation (Rust), the
+provider transform and its encoding -- runs in one serialized step in the agent's loop
+(:meth:`streams.processor.RequestProcessor.accept`). Before that step the record's
+coordinates and the stage it is in are written to a one-slot **crash marker**, a
+memory-mapped file in the worker's data directory: a plain memory store per record,
+which the kernel keeps even when the process dies by SIGKILL, SIGSEGV or abort.
+After the step the slot is cleared.
+
+On the next start a set marker names the record that was in the risky step when the
+process died. That alone does not prove it guilty (a SIGKILL may have landed in the
+step), so when the record arrives again it is first run through the same step in a
+**separate process** (``python -m streams.poison``). If that process dies too, the
+record is poison and is routed without being handled here: a dead letter when it
+died while parsing, else a request failure ``processing_error``. If it survives, the
+record is handled as usual. Either way this worker never dies on it twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import mmap
+import os
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Stage(enum.IntEnum):
+    PARSE = 1
+    VALIDATE = 2
+    TRANSFORM = 3
+
+
+_HEADER = struct.Struct(">BBiqH")  # set flag, stage, partition, offset, topic length
+_SIZE = 4096
+_MAX_TOPIC = _SIZE - _HEADER.size
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """The record that was in the risky step when the previous process died."""
+
+    topic: str
+    partition: int
+    offset: int
+    stage: Stage
+
+
+class CrashMarker:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < _SIZE:
+                os.ftruncate(fd, _SIZE)
+            self._map = mmap.mmap(fd, _SIZE)
+        finally:
+            os.close(fd)
+        self.suspect = self._read()
+        self.clear()
+
+    def _read(self) -> Suspect | None:
+        flag, stage, partition, offset, length = _HEADER.unpack_from(self._map, 0)
+        if flag != 1 or not 0 < length <= _MAX_TOPIC:
+            return None
+        try:
+            topic = bytes(self._map[_HEADER.size:_HEADER.size + length]).decode()
+            return Suspect(topic, partition, offset, Stage(stage))
+        except ValueError:
+            return None
+
+    def enter(self, topic: str, partition: int, offset: int) -> None:
+        encoded = topic.encode()[:_MAX_TOPIC]
+        self._map[_HEADER.size:_HEADER.size + len(encoded)] = encoded
+        _HEADER.pack_into(self._map, 0, 1, Stage.PARSE, partition, offset, len(encoded))
+
+    def stage(self, stage: Stage) -> None:
+        self._map[1] = stage
+
+    def clear(self) -> None:
+        self._map[0] = 0
+
+    def is_suspect(self, topic: str, partition: int, offset: int) -> Suspect | None:
+        s = self.suspect
+        if s is not None and (s.topic, s.partition, s.offset) == (topic, partition, offset):
+            return s
+        return None
+
+    def acquit(self) -> None:
+        self.suspect = None
+
+    def close(self) -> None:
+        self._map.close()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    poison: bool
+    stage: Stage | None  # the stage the isolated run died in
+    detail: str
+
+
+ISOLATION_TIMEOUT_S = 60.0
+
+
+async def isolate(value: bytes | None, env: dict[str, str] | None = None,
+                  timeout_s: float = ISOLATION_TIMEOUT_S) -> Verdict:
+    """Run the risky step on ``value`` in a child process; did it die there too?"""
+    if value is None:
+        return Verdict(False, None, "tombstone")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streams.poison", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(value), timeout_s)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return Verdict(True, _last_stage(b""), f"the step did not finish in {timeout_s:.0f}s")
+    reached = _last_stage(out)
+    if proc.returncode == 0 and out.rstrip().endswith(b"ok"):
+        return Verdict(False, None, "the isolated run finished")
+    how = (f"signal {-proc.returncode}" if proc.returncode is not None and proc.returncode < 0
+           else f"exit code {proc.returncode}")
+    return Verdict(True, reached, f"the isolated run died ({how})")
+
+
+def _last_stage(out: bytes) -> Stage:
+    stage = Stage.PARSE
+    for line in out.split():
+        if line.isdigit() and int(line) in Stage._value2member_map_:
+            stage = Stage(int(line))
+    return stage
+
+
+def _run_risky_step(value: bytes) -> None:
+    """The child's side: the same pure steps the agent runs, reporting each stage."""
+    from streams.intake import risky_step  # the worker's own code, not a copy
+
+    def report(stage: Stage) -> None:
+        sys.stdout.write(f"{int(stage)}\n")
+        sys.stdout.flush()
+
+    risky_step(value, report)
+    sys.stdout.write("ok\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    _run_risky_step(sys.stdin.buffer.read())
