@@ -5,6 +5,8 @@ or kill the process outright, without weakening validation to let such records i
 ``PAYOUT_FAULTS`` lists ``action:stage:marker`` triples, comma-separated:
 
 * ``raise``  -- raise :class:`InjectedFault` (an unexpected bug in that stage);
+* ``raise_once`` -- the same, the first time each matching text passes in this process
+  (a bug that a retry gets past);
 * ``crash``  -- ``os.abort()``: the process dies on the spot, as on a segfault, with no
   Python cleanup, so only a crash marker written before the stage can tell why;
 * ``fatal``  -- the caller treats it as a fatal internal error (the worker must exit).
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-ACTIONS = frozenset({"raise", "crash", "fatal"})
+ACTIONS = frozenset({"raise", "raise_once", "crash", "fatal"})
 STAGES = frozenset({"parse", "validate", "route", "transform", "provider_call",
                     "provider_answer", "publish", "agent"})
 
@@ -43,6 +45,7 @@ class Fault:
 class Faults:
     def __init__(self, spec: str = "") -> None:
         self._by_stage: dict[str, list[Fault]] = {}
+        self._fired: set[tuple[str, str | bytes]] = set()
         for item in filter(None, (part.strip() for part in spec.split(","))):
             try:
                 action, stage, marker = item.split(":", 2)
@@ -67,6 +70,11 @@ class Faults:
             needle: str | bytes = fault.marker.encode() if isinstance(text, bytes) else fault.marker
             if needle not in text:  # type: ignore[operator]
                 continue
+            if fault.action == "raise_once":
+                if (stage, text) in self._fired:
+                    continue
+                self._fired.add((stage, text))
+                raise InjectedFault(f"injected fault in stage {stage} (once)")
             if fault.action == "raise":
                 raise InjectedFault(f"injected fault in stage {stage}")
             if fault.action == "crash":

@@ -88,16 +88,22 @@ class RequestProcessor:
                 return
             log.warning("%s was in the risky step when this worker last died, but an isolated "
                         "run survived it (%s): handling it as usual", once, verdict.detail)
+        reached = [Stage.PARSE]
+
+        def report(stage: Stage) -> None:
+            reached[0] = stage
+            if marker is not None:
+                marker.stage(stage)
+
         try:
             if marker is not None:
                 marker.enter(source.topic, source.partition, source.offset)
-                result = intake.classify(source.value, self.settings, self.faults, marker.stage)
-            else:
-                result = intake.classify(source.value, self.settings, self.faults)
+            result = intake.classify(source.value, self.settings, self.faults, report)
         except Exception as exc:  # a bug (or a fault) in the intake step: route, never crash
             self.contained += 1
-            log.error("intake of %s raised %s", once, _describe(exc))
-            await self._submit_poison(event, source, once, None, _describe(exc))
+            log.error("intake of %s raised %s in stage %s", once, _describe(exc),
+                      reached[0].name.lower())
+            await self._submit_poison(event, source, once, reached[0], _describe(exc))
             return
         finally:
             if marker is not None:
@@ -139,7 +145,7 @@ class RequestProcessor:
         failure of this request, never of a link.
         """
         request = None
-        if stage is None or stage > Stage.PARSE:  # parsing it is known not to crash
+        if stage is not None and stage > Stage.PARSE:  # it parsed once: parsing is safe
             try:
                 parsed = events.parse_request(source.value)
                 request = parsed if isinstance(parsed, dict) else None

@@ -71,6 +71,7 @@ class WorkerProcess:
         })
         self.env.update(extra_env or {})
         self._proc: subprocess.Popen[bytes] | None = None
+        self._launched_pid: int | None = None
         self._log_offset = 0
         atexit.register(self.stop)
 
@@ -80,6 +81,11 @@ class WorkerProcess:
 
     def start(self, timeout: float = 120.0) -> None:
         """Start and wait until the worker has joined its group and recovered its table."""
+        self.launch()
+        self.wait_for_log("[^Worker]: Ready", timeout)
+
+    def launch(self) -> None:
+        """Start the process and return at once (tests that act during startup)."""
         self.env["PAYOUT_WEB_PORT"] = str(free_port())
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -89,19 +95,67 @@ class WorkerProcess:
             cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        self.wait_for_log("[^Worker]: Ready", timeout)
+        self._launched_pid = self._proc.pid
 
-    def wait_for_log(self, needle: str, timeout: float) -> None:
+    def wait_for_log(self, needle: str, timeout: float, poll_s: float = 0.2) -> None:
+        """Poll this run's log for ``needle``; fail fast if the process exits first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
-                raise RuntimeError(f"worker exited during startup:\n{self.log_tail()}")
-            with open(self.log_path, "rb") as f:
-                f.seek(self._log_offset)
-                if needle.encode() in f.read():
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
+                raise RuntimeError(f"worker exited while waiting for {needle!r}:\n"
+                                   f"{self.log_tail()}")
+            if needle in self.run_log():
+                return
+            time.sleep(poll_s)
+        raise TimeoutError(f"no {needle!r} in the worker log after {timeout}s:\n"
+                           f"{self.log_tail()}")
+
+    def run_log(self) -> str:
+        """What this run (since the last launch) wrote to the log."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_offset)
+            return f.read().decode("utf-8", "replace")
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit code once the process has ended, or None if it still runs after ``timeout``."""
+        if self._proc is None:
+            raise RuntimeError("worker was never launched")
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self, timeout: float) -> tuple[int, float]:
+        """SIGTERM, then wait up to ``timeout``: (exit code, seconds from signal to exit).
+
+        A process still running after ``timeout`` is SIGKILLed (so nothing outlives the
+        test) and reported with SIGKILL's code, which no clean stop ever has.
+        """
+        proc = self._proc
+        if proc is None:
+            raise RuntimeError("worker was never launched")
+        sent = time.monotonic()
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        code = self.wait_exit(timeout)
+        taken = time.monotonic() - sent
+        if code is None:
+            self.kill()
+            return -signal.SIGKILL, taken
+        return code, taken
+
+    def group_alive(self) -> bool:
+        """Whether any process of the last launch's session (its process group) still exists."""
+        if self._launched_pid is None:
+            return False
+        try:
+            os.killpg(self._launched_pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def exited_unexpectedly(self) -> bool:
         return self._proc is not None and self._proc.poll() is not None
@@ -172,8 +226,13 @@ class Outcomes:
 def outcome_key(event: Mapping[str, Any]) -> str:
     """Which request an outcome answers: its link key, or for a dead letter its raw key."""
     if event["event_type"] == TOPICS.dead_letter:
+        if event.get("raw_key_truncated"):
+            return "#sha256=" + event["raw_key_sha256"]  # as streams.events.outcome_record_key
         raw = event.get("raw_key_b64")
         return base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
+    if event.get("link_key") is None:  # a request failure without a valid link key
+        source = event.get("source") or {}
+        return f"#source={source.get('topic')}/{source.get('partition')}/{source.get('offset')}"
     return event["link_key"]
 
 
