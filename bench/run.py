@@ -19,7 +19,8 @@ at the end):
 ``--compression none,lz4,zstd`` instead compares codecs: only the max step, one fresh
 worker per codec and round (the order rotates between rounds, the machine is noisy),
 reporting links/s, worker and broker CPU per link and the bytes the worker's producer
-stored at the broker per link, each next to ``none`` from the same run
+stored at the broker per link, each next to ``none`` from the same run, then what each
+codec costs on the batches the ``none`` workers wrote (``bench.codec_cost``)
 (``bench/results/compression.json``; nothing is appended to docs/benchmarks.md).
 
 Each measurement uses its own app id (consumer group, table changelog) and, for the
@@ -55,7 +56,7 @@ from bench.measure import (
     LoadDriver, OutcomeTracker, ProcSampler, StepResult, proc_memory_kb, settled_stored_bytes,
     start_group_at_end,
 )
-from bench import report
+from bench import codec_cost, report
 from streams.devkit.broker import LocalKafka, broker_from_environment, free_port
 from streams.devkit.harness import OUTCOME_TOPICS, REPO_ROOT, TOPICS, WorkerProcess, create_topics
 from streams.devkit.simulator import SimulatorProcess
@@ -194,7 +195,7 @@ class Bench:
             + (f", {COMPRESSION_ENV}={compression}" if compression else "") + f"): starting ({app_id})")
         await self._start(worker)
         results: list[StepResult] = []
-        info: dict[str, Any] = {"max_in_flight": max_in_flight, "links": 0}
+        info: dict[str, Any] = {"max_in_flight": max_in_flight, "links": 0, "app_id": app_id}
         try:
             async with OutcomeTracker(self.bootstrap, OUTCOME_TOPICS) as tracker, \
                     LoadDriver(self.bootstrap, TOPICS.requested, tracker, self.sampler) as driver:
@@ -392,21 +393,44 @@ async def compare_compression(args: argparse.Namespace, workdir: Path, bootstrap
     """The max step once per codec and round, each on a fresh worker; see the module doc."""
     codecs: list[str] = args.compression
     rows: list[dict[str, Any]] = []
+    uncompressed_writers: list[str] = []  # app ids of the `none` workers
     async with AsyncExitStack() as stack:
         bench = Bench(args, workdir, bootstrap, simulator, broker_pid, stack, log_dir)
         await stack.enter_async_context(bench.sampler)
         for n in range(args.compression_rounds):
             shift = n % len(codecs)
             for codec in codecs[shift:] + codecs[:shift]:
-                [step], _ = await bench.real_worker(
+                [step], info = await bench.real_worker(
                     args.max_in_flight, [("max", None, args.compression_links)], compression=codec)
                 rows.append(compression_row(codec, n + 1, step))
                 say(f"compression {codec} round {n + 1}: {rows[-1]}")
+                if codec == "none":
+                    uncompressed_writers.append(info["app_id"])
     return {"codecs": codecs, "rounds": args.compression_rounds, "rows": rows,
             "summary": summarise_compression(codecs, rows),
+            "codec_cost": measure_codec_cost(log_dir, uncompressed_writers, codecs),
             "links_per_step": args.compression_links, "max_in_flight": args.max_in_flight,
             "partitions": args.partitions, "provider_latency_ms": args.latency_ms,
             "provider_jitter_ms": args.jitter_ms}
+
+
+def measure_codec_cost(log_dir: Path | None, app_ids: Sequence[str],
+                       codecs: Sequence[str]) -> dict[str, Any] | None:
+    """``bench.codec_cost`` on what the ``none`` workers stored: changelog and outcomes.
+
+    Runs after every worker has stopped, so nothing else competes for the driver's core.
+    """
+    if log_dir is None or not app_ids:
+        return None
+    partitions = [d for d in log_dir.iterdir()
+                  if any(d.name.startswith(f"{a}-payout-links-changelog-") for a in app_ids)
+                  or d.name.startswith(TOPICS.created + "-")]
+    batches = codec_cost.first_records(
+        codec_cost.uncompressed_batches(codec_cost.segment_files(sorted(partitions))), 20_000)
+    if not batches:
+        return None
+    say(f"codec cost: re-encoding {sum(map(len, batches))} records the `none` workers wrote")
+    return codec_cost.measure(batches, codecs)
 
 
 def compression_row(codec: str, round_no: int, step: StepResult) -> dict[str, Any]:
@@ -564,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
         out_json.write_text(json.dumps(result, indent=2) + "\n")
         print()
         print(compression_table(result))
+        if result["codec_cost"]:
+            print()
+            print(codec_cost.table(result["codec_cost"]))
         print(f"\nwrote {out_json}; wall time {result['wall_s']:.0f}s")
         return 0
     out_json = RESULTS / f"{args.results_name}.json"
