@@ -68,6 +68,7 @@ class Settings:
     changelog_buffer_max: int = 1000
     fault_lose_deliveries: str = ""  # tests only: see streams.delivery.InjectedLoss
     faults: str = ""  # tests only: see streams.faults
+    producer_max_request_bytes: int = 1_000_000  # Faust's default; topics accept 1,048,588
     # Links whose handling failed after a provider call may have been made stay
     # unresolved and are re-driven on this cadence (doubling up to the max).
     unresolved_retry_s: float = 30.0
@@ -129,6 +130,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         changelog_buffer_max=int(env.get("PAYOUT_CHANGELOG_BUFFER_MAX", "1000")),
         fault_lose_deliveries=env.get("PAYOUT_FAULT_LOSE_DELIVERIES", ""),
         faults=env.get("PAYOUT_FAULTS", ""),
+        producer_max_request_bytes=int(env.get("PAYOUT_PRODUCER_MAX_REQUEST_BYTES", "1000000")),
         unresolved_retry_s=float(env.get("PAYOUT_UNRESOLVED_RETRY_S", "30")),
         unresolved_retry_max_s=float(env.get("PAYOUT_UNRESOLVED_RETRY_MAX_S", "900")),
     )

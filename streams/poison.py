@@ -39,13 +39,15 @@ class Stage(enum.IntEnum):
 
 
 _HEADER = struct.Struct(">BBiqH")  # set flag, stage, partition, offset, topic length
-_SIZE = 4096
-_MAX_TOPIC = _SIZE - _HEADER.size
+_SLOT = 512  # one slot: the header and a topic name (Kafka caps names at 249 characters)
+_MAX_TOPIC = _SLOT - _HEADER.size
+_SUSPECT_SLOTS = 15  # suspects still to be judged, kept across restarts
+_SIZE = _SLOT * (1 + _SUSPECT_SLOTS)
 
 
 @dataclass(frozen=True)
 class Suspect:
-    """The record that was in the risky step when the previous process died."""
+    """A record that was in the risky step when a previous process died."""
 
     topic: str
     partition: int
@@ -54,6 +56,12 @@ class Suspect:
 
 
 class CrashMarker:
+    """Slot 0: the record in the risky step now. Slots 1..15: suspects not yet judged.
+
+    A suspect stays on file until it is judged, so a worker that dies again before the
+    suspect comes back (a SIGKILL during startup, say) does not forget it.
+    """
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -63,23 +71,46 @@ class CrashMarker:
             self._map = mmap.mmap(fd, _SIZE)
         finally:
             os.close(fd)
-        self.suspect = self._read()
+        suspects = [s for s in (self._read(i) for i in range(1, 1 + _SUSPECT_SLOTS)) if s]
+        current = self._read(0)
+        if current is not None and current not in suspects:
+            suspects.append(current)
+        self._suspects = suspects[-_SUSPECT_SLOTS:]
+        self._persist()
         self.clear()
 
-    def _read(self) -> Suspect | None:
-        flag, stage, partition, offset, length = _HEADER.unpack_from(self._map, 0)
+    @property
+    def suspect(self) -> Suspect | None:
+        """The most recent suspect (for tests and logs)."""
+        return self._suspects[-1] if self._suspects else None
+
+    def _read(self, slot: int) -> Suspect | None:
+        base = slot * _SLOT
+        flag, stage, partition, offset, length = _HEADER.unpack_from(self._map, base)
         if flag != 1 or not 0 < length <= _MAX_TOPIC:
             return None
         try:
-            topic = bytes(self._map[_HEADER.size:_HEADER.size + length]).decode()
+            topic = bytes(self._map[base + _HEADER.size:base + _HEADER.size + length]).decode()
             return Suspect(topic, partition, offset, Stage(stage))
         except ValueError:
             return None
 
-    def enter(self, topic: str, partition: int, offset: int) -> None:
+    def _write(self, slot: int, topic: str, partition: int, offset: int, stage: int) -> None:
+        base = slot * _SLOT
         encoded = topic.encode()[:_MAX_TOPIC]
-        self._map[_HEADER.size:_HEADER.size + len(encoded)] = encoded
-        _HEADER.pack_into(self._map, 0, 1, Stage.PARSE, partition, offset, len(encoded))
+        self._map[base + _HEADER.size:base + _HEADER.size + len(encoded)] = encoded
+        _HEADER.pack_into(self._map, base, 1, stage, partition, offset, len(encoded))
+
+    def _persist(self) -> None:
+        for slot in range(1, 1 + _SUSPECT_SLOTS):
+            if slot <= len(self._suspects):
+                s = self._suspects[slot - 1]
+                self._write(slot, s.topic, s.partition, s.offset, s.stage)
+            else:
+                self._map[slot * _SLOT] = 0
+
+    def enter(self, topic: str, partition: int, offset: int) -> None:
+        self._write(0, topic, partition, offset, Stage.PARSE)
 
     def stage(self, stage: Stage) -> None:
         self._map[1] = stage
@@ -88,13 +119,17 @@ class CrashMarker:
         self._map[0] = 0
 
     def is_suspect(self, topic: str, partition: int, offset: int) -> Suspect | None:
-        s = self.suspect
-        if s is not None and (s.topic, s.partition, s.offset) == (topic, partition, offset):
-            return s
+        if not self._suspects:  # nearly always: one falsy check per record
+            return None
+        for s in self._suspects:
+            if (s.topic, s.partition, s.offset) == (topic, partition, offset):
+                return s
         return None
 
-    def acquit(self) -> None:
-        self.suspect = None
+    def judged(self, suspect: Suspect) -> None:
+        """The suspect was routed or acquitted: forget it, on file too."""
+        self._suspects = [s for s in self._suspects if s != suspect]
+        self._persist()
 
     def close(self) -> None:
         self._map.close()

@@ -77,9 +77,11 @@ class RequestProcessor:
         )
         once = f"{source.topic}/{source.partition}/{source.offset}"  # a key nobody shares
         marker = self.marker
-        if marker is not None and marker.is_suspect(source.topic, source.partition, source.offset):
+        suspect = None if marker is None else marker.is_suspect(
+            source.topic, source.partition, source.offset)
+        if marker is not None and suspect is not None:
             verdict = await isolate(source.value, env=dict(os.environ))
-            marker.acquit()
+            marker.judged(suspect)
             if verdict.poison:
                 log.error("%s crashed this worker before, and an isolated run of it died too "
                           "(%s, stage %s): routing it without handling it", once, verdict.detail,

@@ -32,6 +32,7 @@ from streams.devkit.harness import (
 )
 from streams.devkit.simulator import SimulatorProcess
 from streams.devkit.traffic import GARBAGE, invalid_request, key_of, valid_request
+from streams.processor import home_partition
 from streams.preflight import require_codecs
 
 
@@ -55,13 +56,29 @@ class ChaosConfig:
     produce_seconds: float = 30.0
     deadline_s: float = 300.0
     seed: int = 7
+    # Poison records made through the test-only PAYOUT_FAULTS knob (never by weakening
+    # validation): one that kills the worker in intake, one whose transform raises, one
+    # whose provider answer and one whose publish raise once (after a call: unresolved,
+    # then re-driven). ``poison`` of each kind.
+    poison: int = 1
+    # Batches rotate through every codec Kafka supports.
+    codecs: tuple[str, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
+POISON_FAULTS = ",".join([
+    "crash:validate:chaos-poison-crash", "raise:transform:chaos-poison-raise",
+    "raise_once:provider_answer:chaos-poison-answer", "raise_once:publish:chaos-poison-publish",
+])
+# What each poison kind must end in: a request failure, or the link created once.
+POISON_KINDS = {"poison-crash": "processing_error", "poison-raise": "processing_error",
+                "poison-answer": "created", "poison-publish": "created"}
 
 
 @dataclass(frozen=True)
 class Input:
     """One record produced to payout-link-requested, and what must answer it."""
 
-    kind: str  # valid | duplicate | conflict | invalid | garbage
+    kind: str  # valid | duplicate | conflict | invalid | garbage | poison-*
     key: bytes
     value: bytes
     answer_key: str  # the outcome key that answers it (link key, or raw key)
@@ -96,6 +113,12 @@ def plan_inputs(cfg: ChaosConfig, run: str) -> list[Input]:
             key = f"{run}-garbage-{i}".encode()
             item = Input("garbage", key, GARBAGE[i % len(GARBAGE)], key.decode())
         placed.append((rng.uniform(0, n_valid), item))
+    for kind in POISON_KINDS:
+        for i in range(cfg.poison):
+            bad = valid_request(10_000_000 + len(placed), run=run, rng=random.Random(i))
+            bad["merchant_payout_id"] = f"{run}-chaos-{kind}-{i}"
+            placed.append((rng.uniform(0.1 * n_valid, 0.6 * n_valid), Input(
+                kind, key_of(bad), orjson.dumps(bad), key_of(bad).decode())))
     placed.sort(key=lambda p: p[0])
     return [item for _, item in placed]
 
@@ -113,25 +136,45 @@ class Report:
     outcome_events: Counter = field(default_factory=Counter)
     republished: int = 0
     answered_at_kills: list[int] = field(default_factory=list)
+    poison_injected: int = 0
+    poison_accounted: int = 0
+    stalls: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         total = sum(self.inputs.values())
         return (not self.lost and not self.duplicate_links and not self.unaccounted
-                and self.one_outcome == total)
+                and self.one_outcome == total and not self.stalls
+                and self.poison_accounted == self.poison_injected)
 
     def final_line(self) -> str:
         return (f"chaos: {sum(self.inputs.values())} requests, {self.one_outcome} with one outcome, "
                 f"{len(self.lost)} lost, {len(self.duplicate_links)} duplicate links, "
-                f"{len(self.unaccounted)} unaccounted inputs")
+                f"{len(self.unaccounted)} unaccounted inputs; "
+                f"poison: {self.poison_injected} injected, {self.poison_accounted} accounted, "
+                f"{len(self.stalls)} stalls")
 
 
 def _distinct(evs: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     return {e["event_id"]: e for e in evs}
 
 
+def stalled_partitions(inputs: list[Input], answered: set[str], partitions: int) -> list[str]:
+    """Poison records whose partition did not move past them: a later input unanswered."""
+    stalls = []
+    for n, item in enumerate(inputs):
+        if item.kind not in POISON_KINDS:
+            continue
+        home = home_partition(item.answer_key, partitions)
+        later = [i for i in inputs[n + 1:] if home_partition(i.key.decode("utf-8", "replace"),
+                                                             partitions) == home]
+        if any(i.answer_key not in answered for i in later):
+            stalls.append(f"{item.kind}:{item.answer_key}")
+    return stalls
+
+
 def check(inputs: list[Input], outcomes: Outcomes,
-          ledger_by_receipt: Mapping[str, list[str]]) -> Report:
+          ledger_by_receipt: Mapping[str, list[str]], partitions: int = 8) -> Report:
     """Account for every input: exactly one outcome each, one link per key at most."""
     report = Report()
     by_key: dict[str, list[Mapping[str, Any]]] = {}
@@ -153,6 +196,18 @@ def check(inputs: list[Input], outcomes: Outcomes,
             expected = events.deterministic_event_id(item.answer_key, events.FAILED,
                                                      f"conflict:{fingerprint}")
             mine = _distinct(e for e in evs if e["event_id"] == expected)
+        elif item.kind in POISON_KINDS:
+            report.poison_injected += 1
+            if POISON_KINDS[item.kind] == "created":
+                mine = _distinct(e for e in evs if e["event_type"] == TOPICS.created or (
+                    e["event_type"] == TOPICS.failed and e["scope"] == "link"))
+                right = all(e["event_type"] == TOPICS.created for e in mine.values())
+            else:
+                mine = _distinct(e for e in evs if e["event_type"] == TOPICS.failed)
+                right = all(e["error"]["code"] == "processing_error" and e["scope"] == "request"
+                            for e in mine.values())
+            if len(mine) == 1 and right:
+                report.poison_accounted += 1
         elif item.kind == "invalid":
             mine = _distinct(e for e in evs if e["event_type"] == TOPICS.failed
                              and e["error"]["code"] == "invalid_request")
@@ -165,7 +220,11 @@ def check(inputs: list[Input], outcomes: Outcomes,
         else:
             report.one_outcome += 1
 
-    link_keys = {i.answer_key for i in inputs if i.kind == "valid"}
+    answered = {i.answer_key for i in inputs} - {x.split(":", 1)[1] for x in report.lost}
+    report.stalls = stalled_partitions(inputs, answered, partitions)
+
+    link_keys = {i.answer_key for i in inputs
+                 if i.kind == "valid" or POISON_KINDS.get(i.kind) == "created"}
     for key in sorted(link_keys):
         links = ledger_by_receipt.get(link_reference(key), [])
         if len(links) > 1:
@@ -182,7 +241,7 @@ def print_report(report: Report, extra: Mapping[str, Any]) -> None:
     print()
     print("chaos run")
     print("---------")
-    for kind in ("valid", "duplicate", "conflict", "invalid", "garbage"):
+    for kind in ("valid", "duplicate", "conflict", "invalid", "garbage", *POISON_KINDS):
         print(f"inputs {kind:<24} {report.inputs[kind]:>7}")
     for topic, n in sorted(report.outcome_events.items()):
         print(f"events on {topic:<21} {n:>7}")
@@ -190,7 +249,7 @@ def print_report(report: Report, extra: Mapping[str, Any]) -> None:
     for name, value in extra.items():
         print(f"{name:<34} {value}")
     for label, items in (("lost", report.lost), ("duplicate links", report.duplicate_links),
-                         ("unaccounted", report.unaccounted)):
+                         ("unaccounted", report.unaccounted), ("stalled", report.stalls)):
         for item in items[:10]:
             print(f"  {label}: {item}")
     print(report.final_line(), flush=True)
@@ -199,17 +258,22 @@ def print_report(report: Report, extra: Mapping[str, Any]) -> None:
 # --- the run ---------------------------------------------------------------------------
 
 
-async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float) -> None:
-    """One idempotent producer for the whole run: it rides out the Kafka restart by
-    retrying internally, without ever writing a record twice."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                enable_idempotence=True, request_timeout_ms=120_000)
-    await producer.start()
+async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
+                         codecs: tuple[str, ...] = ("none",)) -> None:
+    """Idempotent producers, one per codec, batches rotating through them: they ride out
+    the Kafka restart by retrying internally, without ever writing a record twice."""
+    producers = [AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                  enable_idempotence=True, request_timeout_ms=120_000,
+                                  compression_type=None if codec == "none" else codec)
+                 for codec in codecs]
+    for producer in producers:
+        await producer.start()
     try:
         batches = max(1, int(seconds * 4))
         size = max(1, -(-len(inputs) // batches))
         started = time.monotonic()
-        for i in range(0, len(inputs), size):
+        for n, i in enumerate(range(0, len(inputs), size)):
+            producer = producers[n % len(producers)]
             sent = [await producer.send(TOPICS.requested, x.value, key=x.key)
                     for x in inputs[i:i + size]]
             await asyncio.gather(*sent)
@@ -217,7 +281,8 @@ async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float) ->
             if lag > 0:
                 await asyncio.sleep(lag)  # pacing the offered load, not synchronising
     finally:
-        await producer.stop()
+        for producer in producers:
+            await producer.stop()
 
 
 class RunLog(list):
@@ -232,9 +297,20 @@ class RunLog(list):
         print(f"  [{time.monotonic() - self.started:6.1f}s] {line}", flush=True)
 
 
+async def _start(worker: WorkerProcess, log: list[str]) -> bool:
+    """Start a worker; a start cut short (killed, or a poison record crashing it during
+    startup) is reported and left to the supervisor's next round."""
+    try:
+        await asyncio.to_thread(worker.start)
+        return True
+    except (RuntimeError, TimeoutError) as exc:
+        log.append(f"worker start failed; the supervisor retries: {str(exc).splitlines()[0]}")
+        return False
+
+
 async def _monkey(cfg: ChaosConfig, broker: Broker, workers: list[WorkerProcess],
-                  reader: OutcomeReader, rng: random.Random, log: list[str],
-                  kills_at: list[int]) -> None:
+                  locks: dict[int, asyncio.Lock], reader: OutcomeReader, rng: random.Random,
+                  log: list[str], kills_at: list[int]) -> None:
     """SIGKILL workers at random moments while outcomes are flowing; restart Kafka once."""
     kafka_after = {max(1, cfg.kills // 2)} if cfg.kafka_restarts else set()
     for n in range(1, cfg.kills + 1):
@@ -245,30 +321,35 @@ async def _monkey(cfg: ChaosConfig, broker: Broker, workers: list[WorkerProcess]
 
         await reader.wait_until(progressed, 60)
         await asyncio.sleep(rng.uniform(0.2, 2.0))  # a random moment mid-flow
-        victim = workers[rng.randrange(len(workers))] if cfg.restart_killed else workers[-1]
-        pid = victim.pid
-        victim.kill()
-        answered = len(reader.outcomes.arrival)
-        kills_at.append(answered)
-        log.append(f"kill {n}: worker pid {pid} SIGKILLed with {answered} inputs answered")
-        if n in kafka_after:
-            await asyncio.to_thread(broker.stop)
-            log.append("kafka stopped")
-            await asyncio.sleep(rng.uniform(1.0, 3.0))  # the outage itself
-            await asyncio.to_thread(broker.start)
-            log.append("kafka started")
-        if cfg.restart_killed:
-            await asyncio.to_thread(victim.start)
-            log.append(f"worker restarted")
+        index = rng.randrange(len(workers)) if cfg.restart_killed else len(workers) - 1
+        victim = workers[index]
+        async with locks[index]:  # never while the supervisor is (re)starting it
+            pid = victim.pid
+            victim.kill()
+            answered = len(reader.outcomes.arrival)
+            kills_at.append(answered)
+            log.append(f"kill {n}: worker pid {pid} SIGKILLed with {answered} inputs answered")
+            if n in kafka_after:
+                await asyncio.to_thread(broker.stop)
+                log.append("kafka stopped")
+                await asyncio.sleep(rng.uniform(1.0, 3.0))  # the outage itself
+                await asyncio.to_thread(broker.start)
+                log.append("kafka started")
+            if cfg.restart_killed and await _start(victim, log):
+                log.append("worker restarted")
 
 
-async def _supervise(workers: list[WorkerProcess], stop: asyncio.Event, log: list[str]) -> None:
-    """A worker that exits on its own (e.g. while Kafka is down) is restarted, like k8s would."""
+async def _supervise(workers: list[WorkerProcess], locks: dict[int, asyncio.Lock],
+                     stop: asyncio.Event, log: list[str]) -> None:
+    """A worker that exits on its own (a poison record that kills it, Kafka down) is
+    restarted, like k8s would."""
     while not stop.is_set():
-        for w in workers:
-            if w.exited_unexpectedly():
-                log.append(f"worker exited by itself; restarting:\n{w.log_tail(5)}")
-                await asyncio.to_thread(w.start)
+        for index, w in enumerate(workers):
+            if w.exited_unexpectedly() and not locks[index].locked():
+                async with locks[index]:
+                    if w.exited_unexpectedly():
+                        log.append(f"worker exited by itself; restarting:\n{w.log_tail(3)}")
+                        await _start(w, log)
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
         except asyncio.TimeoutError:
@@ -282,7 +363,9 @@ async def run(cfg: ChaosConfig, broker: Broker, simulator: SimulatorProcess,
     inputs = plan_inputs(cfg, run_id)
     await create_topics(broker.bootstrap_servers, cfg.partitions)
     env = {"PAYOUT_SESSION_TIMEOUT_S": "6", "PAYOUT_READ_TIMEOUT_S": "1.5",
-           "PAYOUT_STANDBY_REPLICAS": str(cfg.standby_replicas)}
+           "PAYOUT_STANDBY_REPLICAS": str(cfg.standby_replicas),
+           "PAYOUT_FAULTS": POISON_FAULTS if cfg.poison else "",
+           "PAYOUT_UNRESOLVED_RETRY_S": "2", "PAYOUT_UNRESOLVED_RETRY_MAX_S": "10"}
     workers = [WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url=simulator.url,
                              data_dir=workdir / f"worker-{i}", log_path=workdir / f"worker-{i}.log",
                              app_id=f"chaos-{run_id}", partitions=cfg.partitions, extra_env=env)
@@ -295,10 +378,11 @@ async def run(cfg: ChaosConfig, broker: Broker, simulator: SimulatorProcess,
         for w in workers:
             await asyncio.to_thread(w.start)
         async with OutcomeReader(broker.bootstrap_servers) as reader:
-            supervisor = asyncio.create_task(_supervise(workers, stop, log))
+            locks = {i: asyncio.Lock() for i in range(len(workers))}
+            supervisor = asyncio.create_task(_supervise(workers, locks, stop, log))
             producing = asyncio.create_task(
-                _paced_produce(broker.bootstrap_servers, inputs, cfg.produce_seconds))
-            await _monkey(cfg, broker, workers, reader, rng, log, kills_at)
+                _paced_produce(broker.bootstrap_servers, inputs, cfg.produce_seconds, cfg.codecs))
+            await _monkey(cfg, broker, workers, locks, reader, rng, log, kills_at)
             await producing
             log.append("all inputs produced; waiting for outcomes")
             missing = await reader.wait_for({i.answer_key for i in inputs}, cfg.deadline_s)
@@ -319,7 +403,7 @@ async def run(cfg: ChaosConfig, broker: Broker, simulator: SimulatorProcess,
         for w in workers:
             w.stop()
     ledger = simulator.ledger()["by_receipt"]
-    report = check(inputs, outcomes, ledger)
+    report = check(inputs, outcomes, ledger, cfg.partitions)
     report.answered_at_kills = kills_at
     stats = simulator.stats()
     extra = {"workers SIGKILLed": sum(1 for line in log if line.startswith("kill")),

@@ -5,7 +5,7 @@ import orjson
 
 from streams import events
 from streams.connectors.base import link_reference
-from streams.devkit.chaos import ChaosConfig, Input, check, plan_inputs
+from streams.devkit.chaos import POISON_KINDS, ChaosConfig, Input, check, plan_inputs, stalled_partitions
 from streams.devkit.harness import TOPICS, Outcomes
 from streams.devkit.traffic import key_of, valid_request
 
@@ -45,7 +45,8 @@ def test_lost_duplicate_link_and_phantom_link_are_caught() -> None:
     assert any("no created outcome" in u for u in report.unaccounted)
     assert not report.ok
     assert report.final_line() == (
-        "chaos: 2 requests, 1 with one outcome, 1 lost, 1 duplicate links, 1 unaccounted inputs")
+        "chaos: 2 requests, 1 with one outcome, 1 lost, 1 duplicate links, 1 unaccounted inputs; "
+        "poison: 0 injected, 0 accounted, 0 stalls")
 
 
 def test_two_different_outcomes_for_one_request_are_unaccounted() -> None:
@@ -62,7 +63,8 @@ def test_plan_has_the_requested_mix_with_originals_first() -> None:
     cfg = ChaosConfig(requests=1000, seed=1)
     inputs = plan_inputs(cfg, "r")
     kinds = [i.kind for i in inputs]
-    assert len(inputs) == 1000
+    assert len(inputs) == 1000 + 4  # one poison record of each kind on top
+    assert {k for k in kinds if k.startswith("poison")} == set(POISON_KINDS)
     assert (kinds.count("duplicate"), kinds.count("conflict")) == (20, 10)
     assert kinds.count("invalid") + kinds.count("garbage") == 10
     first_seen: dict[str, int] = {}
@@ -71,3 +73,27 @@ def test_plan_has_the_requested_mix_with_originals_first() -> None:
             first_seen[item.answer_key] = n
         elif item.kind in ("duplicate", "conflict"):
             assert first_seen[item.answer_key] < n
+
+
+def test_a_poison_record_is_accounted_only_by_its_expected_place_and_stalls_are_seen() -> None:
+    a, b, inputs = setup()
+    poison = dict(a, merchant_payout_id="t-chaos-poison-raise-0")
+    p_in = Input("poison-raise", key_of(poison), orjson.dumps(poison), key_of(poison).decode())
+    out = Outcomes()
+    out.add(TOPICS.created, created(a, "poutlk_a"))
+    out.add(TOPICS.created, created(b, "poutlk_b"))
+    out.add(TOPICS.failed, events.failed_event(poison, code="processing_error", message="m",
+                                               field=None, scope=events.REQUEST))
+    ledger = {link_reference(i.answer_key): [f"poutlk_{x}"] for i, x in zip(inputs, "ab")}
+    report = check([p_in, *inputs], out, ledger)
+    assert (report.poison_injected, report.poison_accounted) == (1, 1) and report.ok
+    wrong = Outcomes()
+    wrong.add(TOPICS.failed, events.failed_event(poison, code="processing_error", message="m",
+                                                 field=None))  # a link failure: not expected
+    report = check([p_in], wrong, {})
+    assert report.poison_accounted == 0 and not report.ok
+    # Everything produced after a poison record on its partition must be answered.
+    same = [i for i in inputs]
+    assert stalled_partitions([p_in, *same], {p_in.answer_key}, 1) == [
+        f"poison-raise:{p_in.answer_key}"]
+    assert stalled_partitions([p_in, *same], {i.answer_key for i in [p_in, *same]}, 1) == []

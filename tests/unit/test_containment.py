@@ -275,7 +275,15 @@ def test_the_marker_names_the_record_in_the_risky_step_after_a_death(tmp_path: P
     assert after.is_suspect(REQUESTED, 5, 1234567890123) is not None
     assert after.suspect.stage is Stage.VALIDATE
     assert after.is_suspect(REQUESTED, 5, 1) is None
-    marker.clear()
+    # A suspect is kept until judged, even through another death before it comes back.
+    again = CrashMarker(path)
+    assert again.is_suspect(REQUESTED, 5, 1234567890123) is not None
+    again.enter(REQUESTED, 0, 7)  # then dies again, in another record's risky step
+    third = CrashMarker(path)
+    assert third.is_suspect(REQUESTED, 5, 1234567890123) is not None
+    assert third.is_suspect(REQUESTED, 0, 7) is not None
+    third.judged(third.is_suspect(REQUESTED, 5, 1234567890123))
+    third.judged(third.is_suspect(REQUESTED, 0, 7))
     assert CrashMarker(path).suspect is None
 
 
