@@ -32,7 +32,7 @@ from streams.connectors.routing import Route, Unroutable, route_existing
 from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
 from streams.poison import CrashMarker, Stage, isolate
-from streams.settlement import CallCount, LinkSettler, RetriesExhausted, Settled
+from streams.settlement import CallCount, InDoubt, LinkSettler, RetriesExhausted, Settled
 from streams.unresolved import UnresolvedEntry, parked
 
 log = logging.getLogger(__name__)
@@ -252,6 +252,11 @@ class RequestProcessor:
             request, record.reference, routing.account, routing.auth,
             lookup_first=decision.lookup_first,
             call=call if routing.connector == record.connector else None, progress=progress)
+        if isinstance(result, InDoubt):
+            # The record stays `creating`; the request is acked; the re-drive asks again.
+            self._park(key, request, f"in doubt after {result.attempts} attempts "
+                                     f"({result.reason})")
+            return
         outcome = self._outcome_event(request, record, record.connector, result)
         created = isinstance(result, LinkCreated)
         record = lifecycle.settled(record, outcome, created=created,

@@ -39,9 +39,24 @@ class RetryPolicy:
     max_seconds: float = 60.0
     backoff_base_s: float = 0.2
     backoff_max_s: float = 10.0
+    # How long one settlement keeps asking about a link that may exist before handing
+    # it to the unresolved re-drive (which keeps asking, on a slower cadence).
+    in_doubt_max_s: float = 60.0
 
 
-Settled = Union[LinkCreated, Rejected, RetriesExhausted]
+@dataclass(frozen=True)
+class InDoubt:
+    """A link may exist, and the provider would not say within the time budget.
+
+    Only a found link or the provider's proof of absence may end it (DESIGN.md rule 2):
+    the caller parks it as unresolved and re-drives it later; it is never a failure.
+    """
+
+    reason: str
+    attempts: int
+
+
+Settled = Union[LinkCreated, Rejected, RetriesExhausted, InDoubt]
 
 
 @dataclass
@@ -102,8 +117,11 @@ class LinkSettler:
                 state.last = await self._attempt(request, reference, account, auth, state)
             attempt.retry_state.set_result(state.last)
         last = state.last
+        attempts = attempt.retry_state.attempt_number + 1
+        if isinstance(last, (Transient, Unknown)) and state.lookup_first:
+            return InDoubt(f"{type(last).__name__.lower()}: {last.reason}", attempts), state.calls
         if isinstance(last, Transient):
-            return RetriesExhausted(last, attempt.retry_state.attempt_number + 1), state.calls
+            return RetriesExhausted(last, attempts), state.calls
         assert isinstance(last, (LinkCreated, Rejected)), last
         return last, state.calls
 
@@ -112,6 +130,12 @@ class LinkSettler:
         if state.lookup_first:
             found = await self._call(self.connector.lookup_call(reference), auth, state,
                                      lambda a: self.connector.read_lookup(a, reference))
+            if isinstance(found, Rejected):
+                # A refused lookup (a rotated key, 400, 404) proves nothing about whether
+                # the earlier call created a link: never a failure (DESIGN.md rule 2).
+                log.warning("lookup of %s refused (%s, HTTP %s): the link stays in doubt",
+                            reference, found.code, found.status_code)
+                return Unknown(f"lookup_refused:{found.code}", found.status_code)
             if not isinstance(found, NotFound):
                 # Transient/Unknown lookups leave lookup_first set: ask again next time.
                 return found
@@ -142,12 +166,10 @@ class LinkSettler:
 
         def stop(rs: RetryCallState) -> bool:
             attempts = rs.attempt_number + 1  # the first attempt ran before tenacity
-            # Only provable no-ops may end in failure; unknown outcomes keep looking.
+            # Only provable no-ops may end in failure; a link in doubt is handed over to
+            # the unresolved re-drive once the budget is spent, never failed.
             if state.lookup_first or not isinstance(state.last, Transient):
-                if attempts % 20 == 0:
-                    log.error("link %s still unresolved after %d attempts (last: %s)",
-                              reference, attempts, state.last)
-                return False
+                return self._clock() - state.started >= policy.in_doubt_max_s
             return (attempts >= policy.max_attempts
                     or self._clock() - state.started >= policy.max_seconds)
 

@@ -308,3 +308,17 @@ async def test_a_record_that_killed_the_worker_is_routed_without_being_handled(
     [(key, failure)] = topics["failed"].sent
     assert failure["error"]["code"] == "processing_error" and failure["scope"] == "request"
     assert "validate" in failure["error"]["message"] and event.acked == [42] and not links
+
+
+async def test_a_link_still_in_doubt_after_the_budget_is_parked_not_failed() -> None:
+    from streams.settlement import InDoubt
+    settler = FakeSettler(InDoubt("unknown: lookup_refused:provider_authentication_failed", 9))
+    p, topics, links, unresolved = build(settler)
+    request = valid(1)
+    event = record_for(request)
+    await feed(p, event)
+    key = key_of(request).decode()
+    assert topics["failed"].sent == [] and topics["created"].sent == []
+    assert lifecycle.LinkRecord.from_bytes(links[key]).status is lifecycle.LinkStatus.CREATING
+    assert "lookup_refused" in UnresolvedEntry.from_bytes(unresolved[key]).reason
+    assert event.acked == [0]

@@ -20,7 +20,7 @@ from streams.connectors.razorpay import RazorpayConnector
 from streams.connectors.transport import BasicAuth, ProviderTransport
 from streams.devkit.simulator import PayoutLinkSimulator, SimConfig, start_server
 from streams.devkit.traffic import valid_request
-from streams.settlement import LinkSettler, RetriesExhausted, RetryPolicy
+from streams.settlement import InDoubt, LinkSettler, RetriesExhausted, RetryPolicy
 
 ACCOUNT = RazorpayCredentials("rzp_test_demo", "demo_secret", "2323230041626905")
 AUTH = BasicAuth(ACCOUNT.key_id, ACCOUNT.key_secret)
@@ -241,3 +241,25 @@ async def test_rejections_do_not_open_the_circuit() -> None:
     answers = [await guard.call(lambda: transport.send(HttpCall("POST", "/"), AUTH))
                for _ in range(4)]
     assert all(isinstance(a, HttpAnswer) and a.status == 400 for a in answers)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+async def test_a_refused_lookup_after_an_unknown_create_is_never_a_failure(status: int) -> None:
+    """Issue 9, bug 1: create → 504, lookup → 401 (a rotated key) used to end `failed`."""
+    refused = HttpAnswer(status, {}, b'{"error":{"code":"BAD_REQUEST_ERROR","description":"no"}}')
+    result, t = await settle([HttpAnswer(504, {}, b""), refused, refused, ok(FOUND)])
+    assert isinstance(result, LinkCreated)  # it kept asking, and the link was there
+    assert t.kinds() == ["create", "lookup", "lookup", "lookup"]
+
+
+async def test_a_link_in_doubt_past_the_budget_is_handed_over_never_failed() -> None:
+    clock = iter([0.0] + [30.0] * 3 + [61.0] * 10)
+    refused = HttpAnswer(401, {}, b'{"error":{"code":"BAD_REQUEST_ERROR"}}')
+    transport = ScriptedTransport([HttpAnswer(504, {}, b"")] + [refused] * 20)
+    settler = LinkSettler(RazorpayConnector(), transport,  # type: ignore[arg-type]
+                          RetryPolicy(max_attempts=3, max_seconds=5, backoff_base_s=0.001,
+                                      backoff_max_s=0.001, in_doubt_max_s=60),
+                          clock=lambda: next(clock))
+    result, _ = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+    assert isinstance(result, InDoubt) and "lookup_refused" in result.reason
+    assert "create" not in transport.kinds()[1:]  # never a second create while in doubt
