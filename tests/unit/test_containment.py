@@ -322,3 +322,35 @@ async def test_a_link_still_in_doubt_after_the_budget_is_parked_not_failed() -> 
     assert lifecycle.LinkRecord.from_bytes(links[key]).status is lifecycle.LinkStatus.CREATING
     assert "lookup_refused" in UnresolvedEntry.from_bytes(unresolved[key]).reason
     assert event.acked == [0]
+
+
+# --- issue 9, bug 2: once a record exists, its connector and account decide -------------
+
+
+async def test_a_duplicate_of_a_settled_link_is_republished_even_if_now_unroutable() -> None:
+    p, topics, links, _ = build()
+    request = valid(1)
+    await feed(p, record_for(request))
+    [(_, created)] = topics["created"].sent
+    # The merchant loses its credentials; a re-send of the same request arrives.
+    p.settings = load_settings({"PAYOUT_TOPIC_PARTITIONS": str(PARTITIONS),
+                                "PAYOUT_CREDENTIALS": '{"someone-else": {}}'})
+    await feed(p, record_for(dict(request, event_id="again"), 1))
+    assert topics["failed"].sent == []  # no connector_not_configured for a link that exists
+    assert [e["event_id"] for _, e in topics["created"].sent] == [created["event_id"]] * 2
+
+
+async def test_a_recovered_link_is_looked_up_at_the_connector_its_record_names() -> None:
+    routed_to, recorded = FakeSettler(), FakeSettler()
+    p, topics, links, _ = build()
+    p.settlers = {"razorpay": routed_to, "other": recorded}  # type: ignore[dict-item]
+    request = valid(1)
+    key = key_of(request).decode()
+    links[key] = lifecycle.LinkRecord(
+        link_key=key, status=lifecycle.LinkStatus.CREATING,
+        fingerprint=events.request_fingerprint(request), connector="other",
+        reference=link_reference(key), source=lifecycle.SourceOffset(REQUESTED, 0, 0)).to_bytes()
+    await feed(p, record_for(request, 1))
+    assert routed_to.calls == [] and recorded.calls == [True]  # a lookup, where it was made
+    [(_, created)] = topics["created"].sent
+    assert created["connector"] == "other"
