@@ -1,6 +1,7 @@
 """The Faust application: every topic and the table, declared in one place."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import faust
@@ -8,11 +9,17 @@ from faust.types.tuples import FutureMessage
 
 from streams.config import Settings, load_settings
 from streams.preflight import compression_type
+from streams.shutdown import BoundedShutdownApp, PayoutWorker, ShutdownBounds
 
 settings: Settings = load_settings()
+# How long a stop may take (streams.shutdown): PAYOUT_SHUTDOWN_DRAIN_S for in-flight
+# provider calls, PAYOUT_SHUTDOWN_TIMEOUT_S from SIGTERM or a fatal error to exit.
+shutdown_bounds = ShutdownBounds.from_env(os.environ)
 
-app = faust.App(
+app = BoundedShutdownApp(
     settings.app_id,
+    shutdown=shutdown_bounds,
+    Worker=PayoutWorker,
     broker=f"kafka://{settings.bootstrap_servers}",
     store="rocksdb://",
     datadir=str(settings.data_dir),

@@ -31,6 +31,7 @@ from typing import Awaitable, Callable, Iterable, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP, ConsumerT, EventT
+from mode import ServiceT
 
 from streams.inflight import release_unacked
 
@@ -272,12 +273,30 @@ class DeliveryGuard:
         earliest = await self._consumer.earliest_offsets(tp)  # type: ignore[attr-defined]
         return earliest.get(tp) or 0
 
-async def every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
+async def every(interval_s: float, job: Callable[[], Awaitable[None]], owner: ServiceT) -> None:
+    """Run ``job`` every ``interval_s`` for as long as ``owner`` runs.
+
+    Start it with ``owner.add_future`` so the owner also cancels it when it stops. It
+    ends by itself once the owner is stopping or crashed: the watchdog talks to the
+    consumer, which is gone by then. A closed event loop means exactly that (the
+    consumer thread has ended); if the owner does not know yet, that is fatal: a
+    worker that can no longer consume must exit, not tick on.
+    """
+    while not owner.should_stop:
+        await owner.sleep(interval_s)
+        if owner.should_stop:
+            return
         try:
             await job()
         except asyncio.CancelledError:
             raise
+        except RuntimeError as exc:
+            if "Event loop is closed" not in str(exc):
+                log.exception("delivery watchdog failed")
+                continue
+            if not owner.should_stop:
+                log.critical("delivery watchdog: the consumer's event loop is closed")
+                await owner.crash(exc)
+            return
         except Exception:  # a failed check is retried at the next tick
             log.exception("delivery watchdog failed")

@@ -9,7 +9,10 @@ the committed offset. So the agent reads with acks disabled and this module acks
 * at most ``max_in_flight`` pieces of work exist; the agent waits when full;
 * an event is acked only when it *and every earlier event of its partition* are done,
   so the committed offset never passes an event whose outcome is not published;
-* no other ack reaches the consumer for the request topics (:func:`guard_acks`).
+* no other ack reaches the consumer for the request topics (:func:`guard_acks`);
+* a stopping worker waits for the work (:meth:`KeyedInFlight.drained`) or abandons it
+  (:meth:`KeyedInFlight.abandon`): abandoned work is never acked, so the next owner
+  gets its records again, as after a crash.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ class _Slot:
 
 # Messages whose outcome is published: the only ones guard_acks lets through.
 _settled: WeakSet[Message] = WeakSet()
+# The consumer attribute holding the topics guard_acks already guards.
+_GUARDED_TOPICS = "_payout_guarded_topics"
 
 
 def release_unacked(consumer: ConsumerT, message: Message) -> None:
@@ -53,8 +58,15 @@ def guard_acks(consumer: ConsumerT, topics: Iterable[str]) -> None:
     seek after the rebalance starts *past* records no one processed. Measured: the
     two-worker chaos test lost 4 of 800 requests this way. A refused ack leaves the
     record uncommitted, so it is fetched again.
+
+    Idempotent: the agent calls this on every (re)start with the same consumer, and
+    wrapping the wrapper again would add a layer per restart.
     """
-    guarded = frozenset(topics)
+    already = getattr(consumer, _GUARDED_TOPICS, None)
+    if already is not None:
+        already.update(topics)
+        return
+    guarded: set[str] = set(topics)
     ack = consumer.ack
 
     def settled_only(message: Message) -> bool:
@@ -64,6 +76,7 @@ def guard_acks(consumer: ConsumerT, topics: Iterable[str]) -> None:
         return ack(message)
 
     consumer.ack = settled_only  # type: ignore[method-assign]
+    setattr(consumer, _GUARDED_TOPICS, guarded)
 
 
 @dataclass
@@ -96,21 +109,54 @@ class KeyedInFlight:
                  on_failure: Callable[[BaseException], Awaitable[Any]]) -> None:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tails: dict[str, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()
         self._acks = OrderedAcks()
         self._on_failure = on_failure
+        # The loop keeps only weak references to tasks: a failure report nobody holds
+        # could be collected before it runs, and the worker would never learn of it.
+        self._failure_reports: set[asyncio.Future[Any]] = set()
+        self._closed = False
         self.max_in_flight = max_in_flight
 
     async def submit(self, event: EventT, key: str,
                      work: Callable[[], Awaitable[None]]) -> None:
-        """Start ``work`` for ``event``; returns once it is scheduled (backpressure)."""
+        """Start ``work`` for ``event``; returns once it is scheduled (backpressure).
+
+        Once closed, nothing starts: the event stays unacked for the next owner.
+        """
         await self._slots.acquire()
+        if self._closed:
+            self._slots.release()
+            return
         slot = self._acks.track(event)
         previous = self._tails.get(key)
         # The task copies this context, so Faust's current event (which table writes
         # use to pick the changelog partition) is this event inside ``work``.
         task = asyncio.create_task(self._run(previous, work))
         self._tails[key] = task
+        self._running.add(task)
         task.add_done_callback(lambda t: self._finished(t, key, slot))
+
+    def close(self) -> None:
+        """Stopping: start no new work (what runs may finish, see :meth:`drained`)."""
+        self._closed = True
+
+    def abandon(self) -> int:
+        """Stop: cancel all work in flight and start no more; none of it is ever acked.
+
+        Safe for money because a crash is: a link whose call may have been sent is
+        ``creating`` in the table, and its redelivered request looks it up first.
+        Returns how many pieces of work were cancelled.
+        """
+        self._closed = True
+        cancelled = [task for task in self._running if task.cancel()]
+        return len(cancelled)
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no work is in flight; False if some still is after ``timeout``."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+        return not self._running
 
     def complete_now(self, event: EventT) -> None:
         """For events handled inline: ack in order with the ones in flight."""
@@ -123,11 +169,18 @@ class KeyedInFlight:
         await work()
 
     def _finished(self, task: asyncio.Task[None], key: str, slot: _Slot) -> None:
+        self._running.discard(task)
         try:
             self._settle_slot(task, key, slot)
         except Exception as exc:  # a bug here would stall the partition silently
             log.critical("ack bookkeeping failed for %s", key, exc_info=exc)
-            asyncio.ensure_future(self._on_failure(exc))
+            self._report_failure(exc)
+
+    def _report_failure(self, exc: BaseException) -> None:
+        """The fatal path (the worker exits); held until it has run."""
+        report = asyncio.ensure_future(self._on_failure(exc))
+        self._failure_reports.add(report)
+        report.add_done_callback(self._failure_reports.discard)
 
     def _settle_slot(self, task: asyncio.Task[None], key: str, slot: _Slot) -> None:
         self._slots.release()
@@ -139,7 +192,7 @@ class KeyedInFlight:
         if exc is not None:
             # Not acked: the event is redelivered after the worker restarts.
             log.critical("unexpected failure settling %s", key, exc_info=exc)
-            asyncio.ensure_future(self._on_failure(exc))
+            self._report_failure(exc)
             return
         self._acks.complete(slot)
 

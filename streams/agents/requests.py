@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 
 from faust.types import StreamT
 
@@ -20,7 +21,7 @@ from streams.connectors.razorpay import RazorpayConnector
 from streams.connectors.transport import ProviderTransport
 from streams.delivery import BrokerGapProbe, DeliveryGuard, InjectedLoss, every
 from streams.inflight import guard_acks
-from streams.faults import Faults
+from streams.faults import Faults, InjectedFault
 from streams.poison import CrashMarker
 from streams.processor import RequestProcessor
 from streams.settlement import LinkSettler, RetryPolicy
@@ -51,10 +52,10 @@ def build_processor(transport: ProviderTransport) -> RequestProcessor:
     )
 
 
-import os
-from streams.faults import Faults
-FAULTS = Faults(os.environ.get('PAYOUT_FAULTS', ''))
 REQUEST_TOPICS = (settings.topics.requested, settings.topics.routed)
+# Test-only (streams.faults): "fatal:agent:<marker>" makes a record whose raw value
+# contains the marker take the fatal path a real internal bug takes.
+FAULTS = Faults(os.environ.get("PAYOUT_FAULTS", ""))
 
 
 def tune_runtime() -> None:
@@ -71,6 +72,8 @@ def tune_runtime() -> None:
 
 @app.agent(request_channel, name="payout-link-requests")
 async def handle_requests(stream: StreamT) -> None:
+    if app.should_stop:
+        return  # Faust's supervisor restarts an agent cancelled while the worker stops
     transport = build_transport()
     processor = build_processor(transport)
     tune_runtime()
@@ -83,15 +86,19 @@ async def handle_requests(stream: StreamT) -> None:
     async def _ownership_changed(app_: object, revoked: object, **_: object) -> None:
         delivery.reset()
 
-    watchdog = asyncio.ensure_future(every(1.0, delivery.watch))
+    # Owned by the app: it stops when the app stops or crashes, not only with this agent.
+    watchdog = app.add_future(every(1.0, delivery.watch, owner=app))
+    app.track_in_flight(processor.in_flight)  # a stop drains or abandons it
     try:
         async for event in stream.noack().events():
             if FAULTS.hit("agent", event.message.value) == "fatal":
-                await app.crash(RuntimeError("injected fatal"))
+                await app.crash(InjectedFault("injected fatal error in stage agent"))
+                return  # nothing more is read after a fatal error; the record stays unacked
             if await delivery.admit(event):
                 await processor.accept(event)
     finally:
         watchdog.cancel()
+        app.untrack_in_flight(processor.in_flight)
         app.on_partitions_revoked.disconnect(_ownership_changed)
         # Shielded: at shutdown this agent is being cancelled, and unclosed connection
         # pools are reported as errors by aiohttp.
