@@ -37,6 +37,9 @@ app = BoundedShutdownApp(
     # per record cost more CPU than anything but the HTTP calls (bench profile).
     producer_linger=settings.producer_linger_ms / 1000,
     producer_compression_type=compression_type(settings.producer_compression),
+    # Every record the worker produces is bounded far below this (docs/architecture.md,
+    # "Record sizes"), and every topic it writes accepts at least this much.
+    producer_max_request_size=settings.producer_max_request_bytes,
     web_port=settings.web_port,
     web_host="127.0.0.1",
     # Faust's own JSON codec is never used: values are bytes, (de)coded by streams.events.
