@@ -74,17 +74,38 @@ class NotFound:
 ProviderOutcome = Union[LinkCreated, Rejected, Transient, Unknown, NotFound]
 
 
+@dataclass(frozen=True)
+class Unsupported:
+    """The provider cannot honour a request field as given: the request fails, naming it."""
+
+    field: str
+    message: str
+
+
 class Connector(Protocol):
     name: str
+
+    def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
+        """The first field of a schema-valid request this provider can't honour, or None.
+
+        Pure (``now`` is unix seconds): called before anything is written for a new
+        link, so a field the provider would ignore or refuse fails the request up front
+        instead of yielding a link that differs from what was asked.
+        """
+        ...
 
     def create_call(self, request: Mapping[str, Any], reference: str,
                     account: Any) -> HttpCall: ...
 
-    def read_create(self, answer: HttpAnswer) -> ProviderOutcome: ...
+    def read_create(self, answer: HttpAnswer, sent: HttpCall | None = None) -> ProviderOutcome:
+        """``sent`` is the create call answered, to keep what was asked where the
+        answer can't be read (an unreadable expiry is not "no expiry")."""
+        ...
 
     def lookup_call(self, reference: str) -> HttpCall: ...
 
-    def read_lookup(self, answer: HttpAnswer, reference: str) -> ProviderOutcome: ...
+    def read_lookup(self, answer: HttpAnswer, reference: str,
+                    sent: HttpCall | None = None) -> ProviderOutcome: ...
 
 
 def link_reference(link_key: str, *, prefix: str = "pl_") -> str:

@@ -108,6 +108,9 @@ _EQ_FILTERS: dict[str, str] = {
 }
 IDEMPOTENCY_HEADER = "X-Payout-Idempotency"
 MIN_EXPIRY_LEAD_S = 15 * 60
+# Razorpay documents no upper bound for expire_by; the simulator assumes one year, the
+# same as the connector (streams/connectors/razorpay.py), so the two agree.
+MAX_EXPIRY_LEAD_S = 365 * 24 * 3600
 
 _ALNUM = string.ascii_letters + string.digits
 _ACCOUNT_RE = re.compile(r"[A-Za-z0-9]{5,40}")
@@ -358,6 +361,8 @@ def validate_create(body: Any, now: float) -> FieldError | None:
             return "expire_by", "The expire_by must be an integer (unix seconds)."
         if expire_by < now + MIN_EXPIRY_LEAD_S:
             return "expire_by", "expire_by should be at least 15 minutes after the current time"
+        if expire_by > now + MAX_EXPIRY_LEAD_S:
+            return "expire_by", "expire_by should be at most 365 days after the current time"
     return None
 
 
