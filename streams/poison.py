@@ -47,12 +47,17 @@ _SIZE = _SLOT * (1 + _SUSPECT_SLOTS)
 
 @dataclass(frozen=True)
 class Suspect:
-    """A record that was in the risky step when a previous process died."""
+    """A record that was in the risky step when a previous process died.
+
+    ``confirmed``: an isolated run died on it too. Kept on file after it is routed,
+    because a worker killed before that record's offset is committed meets it again.
+    """
 
     topic: str
     partition: int
     offset: int
     stage: Stage
+    confirmed: bool = False
 
 
 class CrashMarker:
@@ -73,9 +78,13 @@ class CrashMarker:
             os.close(fd)
         suspects = [s for s in (self._read(i) for i in range(1, 1 + _SUSPECT_SLOTS)) if s]
         current = self._read(0)
-        if current is not None and current not in suspects:
+        if current is not None and not any(_same(current, s) for s in suspects):
             suspects.append(current)
-        self._suspects = suspects[-_SUSPECT_SLOTS:]
+        if len(suspects) > _SUSPECT_SLOTS:  # make room: confirmed ones go first, oldest first
+            confirmed = [s for s in suspects if s.confirmed]
+            drop = set(map(id, confirmed[:len(suspects) - _SUSPECT_SLOTS]))
+            suspects = [s for s in suspects if id(s) not in drop][-_SUSPECT_SLOTS:]
+        self._suspects = suspects
         self._persist()
         self.clear()
 
@@ -87,25 +96,27 @@ class CrashMarker:
     def _read(self, slot: int) -> Suspect | None:
         base = slot * _SLOT
         flag, stage, partition, offset, length = _HEADER.unpack_from(self._map, base)
-        if flag != 1 or not 0 < length <= _MAX_TOPIC:
+        if flag not in (1, 2) or not 0 < length <= _MAX_TOPIC:
             return None
         try:
             topic = bytes(self._map[base + _HEADER.size:base + _HEADER.size + length]).decode()
-            return Suspect(topic, partition, offset, Stage(stage))
+            return Suspect(topic, partition, offset, Stage(stage), confirmed=flag == 2)
         except ValueError:
             return None
 
-    def _write(self, slot: int, topic: str, partition: int, offset: int, stage: int) -> None:
+    def _write(self, slot: int, topic: str, partition: int, offset: int, stage: int,
+               flag: int = 1) -> None:
         base = slot * _SLOT
         encoded = topic.encode()[:_MAX_TOPIC]
         self._map[base + _HEADER.size:base + _HEADER.size + len(encoded)] = encoded
-        _HEADER.pack_into(self._map, base, 1, stage, partition, offset, len(encoded))
+        _HEADER.pack_into(self._map, base, flag, stage, partition, offset, len(encoded))
 
     def _persist(self) -> None:
         for slot in range(1, 1 + _SUSPECT_SLOTS):
             if slot <= len(self._suspects):
                 s = self._suspects[slot - 1]
-                self._write(slot, s.topic, s.partition, s.offset, s.stage)
+                self._write(slot, s.topic, s.partition, s.offset, s.stage,
+                            2 if s.confirmed else 1)
             else:
                 self._map[slot * _SLOT] = 0
 
@@ -126,13 +137,22 @@ class CrashMarker:
                 return s
         return None
 
-    def judged(self, suspect: Suspect) -> None:
-        """The suspect was routed or acquitted: forget it, on file too."""
-        self._suspects = [s for s in self._suspects if s != suspect]
+    def judged(self, suspect: Suspect, *, poison: bool, stage: Stage | None = None) -> None:
+        """Acquitted: forgotten. Poison: kept as confirmed (with the stage it died in),
+        so it is never run again."""
+        rest = [s for s in self._suspects if not _same(s, suspect)]
+        if poison:
+            rest.append(Suspect(suspect.topic, suspect.partition, suspect.offset,
+                                stage or suspect.stage, confirmed=True))
+        self._suspects = rest
         self._persist()
 
     def close(self) -> None:
         self._map.close()
+
+
+def _same(a: Suspect, b: Suspect) -> bool:
+    return (a.topic, a.partition, a.offset) == (b.topic, b.partition, b.offset)
 
 
 @dataclass(frozen=True)

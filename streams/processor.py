@@ -31,7 +31,7 @@ from streams.connectors.registry import CONNECTORS
 from streams.connectors.routing import Route, Unroutable, route_existing
 from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
-from streams.poison import CrashMarker, Stage, isolate
+from streams.poison import CrashMarker, Stage, Verdict, isolate
 from streams.settlement import CallCount, InDoubt, LinkSettler, RetriesExhausted, Settled
 from streams.unresolved import UnresolvedEntry, parked
 
@@ -80,8 +80,11 @@ class RequestProcessor:
         suspect = None if marker is None else marker.is_suspect(
             source.topic, source.partition, source.offset)
         if marker is not None and suspect is not None:
-            verdict = await isolate(source.value, env=dict(os.environ))
-            marker.judged(suspect)
+            if suspect.confirmed:  # judged before, but its offset was not committed then
+                verdict = Verdict(True, suspect.stage, "judged poison before")
+            else:
+                verdict = await isolate(source.value, env=dict(os.environ))
+            marker.judged(suspect, poison=verdict.poison, stage=verdict.stage)
             if verdict.poison:
                 log.error("%s crashed this worker before, and an isolated run of it died too "
                           "(%s, stage %s): routing it without handling it", once, verdict.detail,

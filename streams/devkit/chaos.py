@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from streams import events
 from streams.connectors.base import link_reference
@@ -263,7 +264,8 @@ async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
     """Idempotent producers, one per codec, batches rotating through them: they ride out
     the Kafka restart by retrying internally, without ever writing a record twice."""
     producers = [AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                  enable_idempotence=True, request_timeout_ms=120_000,
+                                  enable_idempotence=True, request_timeout_ms=20_000,
+                                  metadata_max_age_ms=2_000,
                                   compression_type=None if codec == "none" else codec)
                  for codec in codecs]
     for producer in producers:
@@ -274,9 +276,17 @@ async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
         started = time.monotonic()
         for n, i in enumerate(range(0, len(inputs), size)):
             producer = producers[n % len(producers)]
-            sent = [await producer.send(TOPICS.requested, x.value, key=x.key)
-                    for x in inputs[i:i + size]]
-            await asyncio.gather(*sent)
+            for attempt in range(1, 31):
+                try:
+                    sent = [await producer.send(TOPICS.requested, x.value, key=x.key)
+                            for x in inputs[i:i + size]]
+                    await asyncio.gather(*sent)
+                    break
+                except KafkaError:
+                    # The Kafka outage outlasted a request: send the batch again. A record
+                    # that did land is then re-sent, which is a duplicate request, handled
+                    # (and accounted) like any other.
+                    await asyncio.sleep(min(5.0, 0.5 * attempt))
             lag = started + (i // size + 1) * seconds / batches - time.monotonic()
             if lag > 0:
                 await asyncio.sleep(lag)  # pacing the offered load, not synchronising
@@ -432,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--produce-seconds", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--keep-workdir", action="store_true",
+                        help="keep the worker logs and data for a post-mortem")
     args = parser.parse_args(argv)
     require_codecs("payout chaos")
     logging.basicConfig(level=logging.WARNING)
@@ -447,7 +459,10 @@ def main(argv: list[str] | None = None) -> int:
                 hang_ms=3000, seed=seed) as simulator:
             report = asyncio.run(run(cfg, broker, simulator, workdir))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep_workdir:
+            print(f"chaos workdir kept: {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0 if report.ok else 1
 
 

@@ -1,0 +1,72 @@
+"""The provider contract: what one provider package gives the processor.
+
+A provider package (``streams/connectors/<name>/``) owns everything about its provider,
+as a connector does in Prism's connector-service: its account type and how credentials
+are parsed, auth, base URL, amount units, the pure transformers between our request
+and its API, error mapping into the outcome algebra, and lookup by our reference. The
+processor sees only this protocol -- *prepare a create, create, look up → outcome* --
+so a provider that does not speak HTTP (Prism, over gRPC) fits the same way.
+
+Adding a provider: its package, one line in :mod:`streams.connectors.registry`, the
+schema's ``connector`` enum, and docs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
+
+from streams.connectors.base import ProviderOutcome, Unsupported
+
+
+class CredentialError(ValueError):
+    """A provider's credentials for a merchant are unusable; names the field, never a value."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how a worker reaches one provider (per worker, not per merchant)."""
+
+    base_url: str
+    connect_timeout_s: float
+    read_timeout_s: float
+    max_connections: int
+
+
+class ProviderClient(Protocol):
+    """One per provider per worker: owns the connection pool and any token cache.
+
+    Every method answers with exactly one outcome and never raises for anything the
+    provider or the network does: :class:`~streams.connectors.base.Transient` when the
+    call provably created nothing, :class:`~streams.connectors.base.Unknown` when it may
+    have.
+    """
+
+    async def create(self, prepared: Any, account: Any) -> ProviderOutcome: ...
+
+    async def lookup(self, reference: str, account: Any) -> ProviderOutcome: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Provider(Protocol):
+    name: str
+    currencies: frozenset[str]  # what it pays out in, for requests that name no connector
+    base_url_env: str  # the variable that overrides default_base_url
+    default_base_url: str
+
+    def parse_account(self, raw: Mapping[str, Any]) -> Any:
+        """Typed credentials from configuration; raises :class:`CredentialError`."""
+
+    def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
+        """The first request field this provider can't honour, or None (pure)."""
+
+    def prepare(self, request: Mapping[str, Any], reference: str, account: Any) -> Any:
+        """The create call for this request (pure): built once, in the intake dry run."""
+
+    def client(self, endpoint: Endpoint) -> ProviderClient:
+        """The worker's client for this provider."""
