@@ -60,9 +60,10 @@ when money could depend on it):
    ``amount_above_maximum``. Booleans are rejected.
 5. ``phone``: a string, Indian mobile ``[6-9]`` + 9 digits, optionally prefixed ``+91``,
    ``91`` or ``0``; JSON numbers are rejected.
-6. ``name``: 1-100 chars of letters (any script), spaces, ``.``, ``'``, ``-``, with a letter.
-   ``email``: optional, ``x@y.z``, ≤ 200 chars; "" counts as absent. ``remarks``: optional
-   string ≤ 70 chars. ``notifyCustomer``: 0, 1, true or false. Unknown fields are ignored.
+6. ``name``: 1-100 chars of letters (any script, with its combining marks), spaces, ``.``,
+   ``'``, ``-``, at least one letter. ``email``: optional, ``x@y.z``, ≤ 200 chars; ""
+   counts as absent. ``remarks``: optional string ≤ 70 chars. ``notifyCustomer``: 0, 1,
+   true or false. Unknown fields are ignored.
 7. ``linkExpiry``: exactly ``YYYY/MM/DD``, a real date, today..today+30 (``max_link_expiry_days``)
    in India time; the link stays ACTIVE through the end of that day (IST) and reads
    EXPIRED afterwards -- evaluated lazily, on reads, deactivate, ledger, or
@@ -92,13 +93,18 @@ Faults (per create; on other calls only with ``faults_on_reads`` (status, verify
 the Cashgram was stored), ``throttle_429`` (``Retry-After: 1`` on ``retry_after_ratio``
 of them), ``slow`` (+``slow_ms``), ``timeout_before_create`` (hang ``hang_ms``, create
 nothing, then a gateway 504), ``lost_after_create`` (store, then drop the connection).
-The lost/after-create faults spare validation failures, like the Razorpay simulator.
+The lost/after-create faults strike any create that passed validation (a 409 included)
+and spare validation failures, like the Razorpay simulator.
 
 Control API (plain JSON, no auth): ``GET /_sim/cashfree/health``, ``GET …/ledger[?detail=1]``,
 ``GET …/stats``, ``POST …/reset {config?, tokens?}``, ``GET|POST …/config``,
 ``POST …/links/{cashgramId}/status {status, force?, client_id?}``,
 ``POST …/tokens/revoke {client_id?}``, ``GET …/webhooks``, ``POST …/expire-due``,
-``GET …/csgr/{code}`` (the page behind a cashgramLink).
+``GET …/csgr/{code}`` (the page behind a cashgramLink). The ledger holds ``links``,
+``by_reference`` {cashgramId: [referenceId, …]} (every create, all clients),
+``duplicate_references`` (ids created more than once: must stay empty), ``conflicts``
+(409s per id), ``by_status``; ``?detail=1`` adds each Cashgram's amount, client and
+history. ``clock_offset_s`` moves the simulated clock (token and link expiry, dates).
 
 The hot path (create) stays lean, as it is driven at ~1,000 creates/s on 2 cores: token
 auth is one dict lookup, one RNG draw per fault decision, orjson, integer date maths,
@@ -122,6 +128,7 @@ import signal
 import string
 import sys
 import time
+import unicodedata
 import urllib.error
 import urllib.request
 from collections import deque
@@ -204,8 +211,10 @@ _5XX: dict[int, tuple[str, str]] = {
 }
 # what an nginx/ALB in front of the API answers: not Cashfree's envelope, not even JSON
 _GATEWAY_HTML = {
-    502: b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>",
-    504: b"<html><head><title>504 Gateway Time-out</title></head><body><center><h1>504 Gateway Time-out</h1></center></body></html>",
+    502: b"<html><head><title>502 Bad Gateway</title></head>"
+         b"<body><center><h1>502 Bad Gateway</h1></center></body></html>",
+    504: b"<html><head><title>504 Gateway Time-out</title></head>"
+         b"<body><center><h1>504 Gateway Time-out</h1></center></body></html>",
 }
 _ENDPOINT_METHODS = {
     f"{API_PREFIX}/authorize": "POST",
@@ -267,9 +276,11 @@ def _optional_url(key: str, value: Any) -> str | None:
 
 
 def _optional_seed(key: str, value: Any) -> int | None:
-    if value is not None and type(value) is not int:
+    if value is None:
+        return None
+    if type(value) is not int:
         raise ValueError(f"{key} must be an integer or null")
-    return value  # type: ignore[no-any-return]
+    return int(value)
 
 
 _CONFIG_CHECKS: dict[str, Callable[[str, Any], Any]] = {
@@ -450,7 +461,7 @@ def _valid_name(name: Any) -> bool:
     for ch in name:
         if ch.isalpha():
             has_letter = True
-        elif ch not in _NAME_PUNCT:
+        elif ch not in _NAME_PUNCT and unicodedata.category(ch)[0] != "M":  # M: Indic vowel signs
             return False
     return has_letter
 
@@ -464,7 +475,9 @@ def validate_create(body: Any, now: float, cfg: CashfreeSimConfig) -> CashgramRe
     if _blank(cid):
         return Invalid("cashgram_id_missing", "cashgramId is missing")
     if not isinstance(cid, str) or not _CASHGRAM_ID_RE.fullmatch(cid):
-        return Invalid("cashgram_id_invalid", "cashgramId can only contain alphanumeric characters, underscore and hyphen")
+        return Invalid(
+            "cashgram_id_invalid", "cashgramId can only contain alphanumeric characters, underscore and hyphen"
+        )
     if len(cid) > cfg.cashgram_id_max_len:
         return Invalid(
             "cashgram_id_length_exceeded", f"cashgramId cannot exceed {cfg.cashgram_id_max_len} characters"
@@ -498,7 +511,9 @@ def validate_create(body: Any, now: float, cfg: CashfreeSimConfig) -> CashgramRe
             f"and within {cfg.max_link_expiry_days} days",
         )
     email = body.get("email")
-    if not _blank(email) and (not isinstance(email, str) or len(email) > MAX_EMAIL_LEN or not _EMAIL_RE.fullmatch(email)):
+    if not _blank(email) and (
+        not isinstance(email, str) or len(email) > MAX_EMAIL_LEN or not _EMAIL_RE.fullmatch(email)
+    ):
         return Invalid("email_invalid", "email should be a valid email address")
     remarks = body.get("remarks")
     if remarks is not None and (not isinstance(remarks, str) or len(remarks) > MAX_REMARKS_LEN):
@@ -853,7 +868,9 @@ class CashfreeSimulator:
         _bump(self.stats.statuses, "504")
         return web.Response(status=504, body=_GATEWAY_HTML[504], headers=_HTML_HEADERS)
 
-    async def _prologue(self, request: web.Request, endpoint: str, faults: bool) -> tuple[str | None, str | None, web.Response | None]:
+    async def _prologue(
+        self, request: web.Request, endpoint: str, faults: bool
+    ) -> tuple[str | None, str | None, web.Response | None]:
         """Shared start of token-authenticated calls: count, latency, auth, pre-work faults.
 
         Returns (client_id, fault drawn, early answer).
@@ -973,10 +990,11 @@ class CashfreeSimulator:
         client_id = request.headers.get("X-Client-Id")
         secret = request.headers.get("X-Client-Secret")
         expected = self._secrets.get(client_id) if client_id else None
-        if expected is None or secret is None or not hmac.compare_digest(expected, secret.encode()):
+        if (client_id is None or expected is None or secret is None
+                or not hmac.compare_digest(expected, secret.encode())):
             _bump(self.stats.events, "auth_failed")
             return self._error(401, "authentication_failed", BAD_CREDENTIALS_MESSAGE)
-        token, expires_at = self._issue_token(client_id, self.now())  # type: ignore[arg-type]
+        token, expires_at = self._issue_token(client_id, self.now())
         if fault == "lost_after_create":
             return self._drop(request)
         return self._respond(200, {
@@ -1068,12 +1086,13 @@ class CashfreeSimulator:
         client_id, fault, early = await self._prologue(request, "getCashgramStatus", self.config.faults_on_reads)
         if early is not None:
             return early
+        assert client_id is not None  # no early answer means authenticated
         if fault == "lost_after_create":
             return self._drop(request)
         cid = request.query.get("cashgramId")
         if not cid:
             return self._error(422, "cashgram_id_missing", "cashgramId is missing")
-        cg = self.cashgrams.get(self._key(client_id, cid))  # type: ignore[arg-type]
+        cg = self.cashgrams.get(self._key(client_id, cid))
         if cg is None:
             return self._not_found(cid)
         self._refresh(cg, self.now())
@@ -1086,13 +1105,14 @@ class CashfreeSimulator:
         client_id, fault, early = await self._prologue(request, "deactivateCashgram", self.config.faults_on_deactivate)
         if early is not None:
             return early
+        assert client_id is not None  # no early answer means authenticated
         body = await self._json_object(request)
         if body is None:
             return self._error(400, "bad_request", "Request body should be a JSON object")
         cid = body.get("cashgramId")
         if _blank(cid) or not isinstance(cid, str):
             return self._error(422, "cashgram_id_missing", "cashgramId is missing")
-        cg = self.cashgrams.get(self._key(client_id, cid))  # type: ignore[arg-type]
+        cg = self.cashgrams.get(self._key(client_id, cid))
         if cg is None:
             return self._not_found(cid)
         now = self.now()
