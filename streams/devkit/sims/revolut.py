@@ -20,12 +20,18 @@ tokens are looked up by the exact ``Authorization`` header in one dict, one RNG 
 fault decision, orjson, dict indexes, no middleware, no access log, webhooks only when a
 ``webhook_url`` is configured.
 
-What the public reference confirms is implemented as documented: the create/list/fetch/
-cancel paths and fields, ``P1D``..``P7D`` expiry (default ``P7D``), ``reference`` 1-100
-chars, ``limit`` <= 1000 (default 100), newest-first lists paged by ``created_before``,
-the eight states, 201 on create, 204 on cancel, error codes 3000 (bad format / invalid
-JSON), 3009 (required field missing), 3006 (404 resource not found), 9002 (403), ``url``
-present only on active links, £1-£2,500 (or equivalent) per link, webhook v2 event names
+Control (JSON): ``GET health``, ``GET ledger``, ``GET stats``, ``POST reset`` (``{"config":
+bool, "tokens": bool}``), ``GET|POST config``, ``POST links/{id}/status`` (``{"state":
+...}``), ``POST tokens/revoke`` (``{"client_id"?, "access_tokens": true, "refresh_token":
+true|false}``), ``GET|POST clock`` (``{"advance_s": n}``), ``GET webhooks`` -- all under
+``/_sim/revolut/``.
+
+What providers.md or Revolut's published API reference states is implemented as stated:
+the create/list/fetch/cancel paths and fields, ``P1D``..``P7D`` expiry (default
+``P7D``), ``reference`` 1-100 chars, ``limit`` <= 1000 (default 100), newest-first lists
+paged by ``created_before``, the eight states, 201 on create, 204 on cancel, error codes
+3000 (bad format / invalid JSON), 3009 (required field missing), 3006 (404 resource not
+found), ``url`` present only on active links, £1-£2,500 (or equivalent) per link, webhook v2 event names
 ``PayoutLinkCreated`` / ``PayoutLinkStateChanged`` and the ``Revolut-Signature``
 (``v1=`` hex HMAC-SHA256 of ``v1.{timestamp}.{raw body}``) and
 ``Revolut-Request-Timestamp`` headers, 3 webhook retries 10 minutes apart.
@@ -109,6 +115,9 @@ knobs in :class:`RevolutSimConfig`, settable at runtime via ``POST /_sim/revolut
   API (``/api/2.0/webhooks``) is not simulated: the URL is simulator config.
 * Faults apply to creates; to fetch and list only with ``faults_on_reads``; to the token
   endpoint only with ``faults_on_auth``; never to cancel.
+* Not modelled: token scopes (so the documented 403 ``{"code": 9002}`` never happens),
+  account balances and currencies (see ``insufficient_funds_above``), sandbox-only rules
+  (``card`` unavailable), the recipient's claim flow (use the force-state endpoint).
 """
 
 from __future__ import annotations
@@ -189,7 +198,9 @@ CREATE_FIELDS = frozenset({
     "counterparty_name", "save_counterparty", "request_id", "account_id", "amount", "currency",
     "reference", "payout_methods", "expiry_period", "transfer_reason_code",
 })
-# currency -> (ISO-4217 exponent, rough units per GBP for the £1-£2,500 bounds)
+# currency -> (ISO-4217 exponent, rough units per GBP for the £1-£2,500 bounds). Kept apart
+# from streams.money on purpose: the simulator is an independent oracle for the connector's
+# conversion, so a wrong exponent there must not be mirrored here.
 CURRENCIES: dict[str, tuple[int, Decimal]] = {
     "GBP": (2, Decimal(1)), "EUR": (2, Decimal("1.17")), "USD": (2, Decimal("1.30")),
     "CHF": (2, Decimal("1.10")), "PLN": (2, Decimal("5.00")), "SEK": (2, Decimal("13.5")),
@@ -207,14 +218,13 @@ REFERENCE_MAX = 100
 LIST_LIMIT_MAX = 1000
 LIST_LIMIT_DEFAULT = 100
 
-# error codes: 3000/3006/3009/9002 are Revolut's documented ones; the rest are ours
+# error codes: 3000/3006/3009 are Revolut's documented ones; the rest are ours
 E_FORMAT = 3000
 E_NOT_FOUND = 3006
 E_REQUIRED = 3009
 E_REQUEST_ID_CONFLICT = 3010
 E_STATE = 3020
 E_UNAUTHORIZED = 9001
-E_FORBIDDEN = 9002
 
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
@@ -722,6 +732,11 @@ class RevolutSimulator:
         """Return once no API handler is running (lets tests await an abandoned call's end)."""
         while self._inflight:
             await self._idle.wait()
+
+    async def drain_webhooks(self) -> None:
+        """Wait until every pending webhook delivery has finished (tests; the end of a chaos run)."""
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Stop webhook deliveries and close their HTTP session."""
