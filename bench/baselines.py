@@ -70,22 +70,21 @@ else:
     import httpx
 
     from streams.connectors.base import link_reference
-    from streams.connectors.razorpay import RazorpayConnector
+    from streams.connectors.razorpay import PROVIDER
     from streams.config import load_settings
 
     @app.agent(requests, name="bench-naive")
     async def naive(stream: Any) -> None:
         settings = load_settings()
-        creds = settings.razorpay_credentials("*")
-        assert creds is not None
-        connector = RazorpayConnector()
-        async with httpx.AsyncClient(base_url=settings.razorpay_base_url,
-                                     auth=(creds.key_id, creds.key_secret),
+        account = settings.account("*", PROVIDER.name)
+        assert account is not None
+        async with httpx.AsyncClient(base_url=settings.base_urls[PROVIDER.name],
+                                     headers={"Authorization": account.basic_header},
                                      timeout=10.0) as client:
             async for event in stream.events():
                 request = orjson.loads(event.value)
                 key = event.key.decode()
-                call = connector.create_call(request, link_reference(key), creds)
+                call = PROVIDER.prepare(request, link_reference(key), account)
                 response = await client.request(call.method, call.path, json=call.json,
                                                 headers=call.headers)
                 link = response.json()

@@ -283,8 +283,8 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 CATEGORIES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("logging (formatting + writing log lines)", (), ("logging/__init__.py", "logging/handlers.py", "colorlog/")),
     ("provider HTTP call: httpx + httpx-aiohttp + aiohttp", ("ProviderTransport.send",), ()),
-    ("settlement wrappers: tenacity retry loop, circuit breaker, rate limiter",
-     ("LinkSettler.settle",), ()),
+    ("link creation wrappers: tenacity retry loop, circuit breaker, rate limiter",
+     ("LinkCreator.create_link",), ()),
     ("table writes: RocksDB put + changelog send_soon",
      ("ManagedUserDict.__setitem__", "LinkTable.put_durably", "Store._set"), ()),
     ("outcome publish (topic.send + await delivery)", ("RequestProcessor._publish_outcome",), ()),

@@ -1,34 +1,21 @@
 """All settings, read once from the environment.
 
-Credentials live here and only here: they are loaded per merchant and connector,
-kept in objects whose ``repr`` hides them, and never copied into events or logs.
+Credentials live here and only here: they are loaded per merchant and provider, each
+parsed by its provider's own account type (whose ``repr`` hides secrets), and never
+copied into events or logs. Nothing here names a provider: providers come from
+:mod:`streams.connectors.registry`.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import orjson
 
-DEFAULT_CREDENTIALS = {
-    # The simulator's development credential (see streams/devkit/simulator.py).
-    "*": {
-        "razorpay": {
-            "key_id": "rzp_test_demo",
-            "key_secret": "demo_secret",
-            "account_number": "2323230041626905",
-        }
-    }
-}
-
-
-@dataclass(frozen=True)
-class RazorpayCredentials:
-    key_id: str
-    key_secret: str = field(repr=False)
-    account_number: str = field(repr=False)
+class ConfigError(ValueError):
+    """Bad configuration: one line for the operator, never a value of a secret."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +35,15 @@ class Settings:
     partitions: int
     data_dir: Path
     web_port: int
-    razorpay_base_url: str
     max_in_flight: int
     connect_timeout_s: float
     read_timeout_s: float
-    credentials: Mapping[str, Mapping[str, RazorpayCredentials]] = field(repr=False)
+    # merchant id or "*" -> provider name -> that provider's parsed account type
+    credentials: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    # provider name -> base URL (each provider's own variable, else its default)
+    base_urls: Mapping[str, str] = field(default_factory=dict)
+    # merchant id or "*" -> providers in order of preference, for requests naming none
+    routing: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     topics: Topics = Topics()
     table_standby_replicas: int = 0
     session_timeout_s: float = 10.0
@@ -74,33 +65,97 @@ class Settings:
     unresolved_retry_s: float = 30.0
     unresolved_retry_max_s: float = 900.0
 
-    def razorpay_credentials(self, merchant_id: str) -> RazorpayCredentials | None:
-        """Per-merchant credentials, falling back to the ``*`` entry."""
-        merchant = self.credentials.get(merchant_id) or self.credentials.get("*") or {}
-        return merchant.get("razorpay")
+    def account(self, merchant_id: str, provider: str) -> Any | None:
+        """The merchant's account at ``provider``, falling back to the ``*`` entry."""
+        own = self.credentials.get(merchant_id)
+        if own is not None and provider in own:
+            return own[provider]
+        return (self.credentials.get("*") or {}).get(provider)
+
+    def preference(self, merchant_id: str) -> tuple[str, ...]:
+        return self.routing.get(merchant_id) or self.routing.get("*") or ()
 
 
-def _load_credentials(raw: str | None) -> dict[str, dict[str, RazorpayCredentials]]:
-    """Parse ``{merchant_id|*: {razorpay: {key_id, key_secret, account_number}}}``.
+def _json_setting(name: str, raw: str) -> Any:
+    """A JSON value, or a path to a JSON file (secrets can come from a mounted file)."""
+    try:
+        if raw.lstrip().startswith(("{", "[")):
+            return orjson.loads(raw)
+        return orjson.loads(Path(raw).read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"{name}: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {raw!r}: {exc.strerror}") from None
 
-    ``raw`` is a JSON string or a path to a JSON file (so secrets can come from a
-    mounted file instead of the environment).
-    """
-    if raw is None:
-        data = DEFAULT_CREDENTIALS
-    elif raw.lstrip().startswith("{"):
-        data = orjson.loads(raw)
+
+def _load_credentials(raw: str | None) -> dict[str, dict[str, Any]]:
+    """``{merchant_id|*: {provider: {...that provider's fields}}}``, each entry parsed by
+    its provider's own account type; errors name the merchant, provider and field."""
+    from streams.connectors.provider import CredentialError
+    from streams.connectors.registry import PROVIDERS
+
+    if raw is None:  # development: every provider's simulator account, for any merchant
+        data: Any = {"*": {name: p.dev_account for name, p in PROVIDERS.items()
+                           if p.dev_account is not None}}
     else:
-        data = orjson.loads(Path(raw).read_bytes())
-    out: dict[str, dict[str, RazorpayCredentials]] = {}
-    for merchant_id, connectors in data.items():
+        data = _json_setting("PAYOUT_CREDENTIALS", raw)
+    if not isinstance(data, dict):
+        raise ConfigError("PAYOUT_CREDENTIALS: must be an object {merchant_id: {provider: {...}}}")
+    out: dict[str, dict[str, Any]] = {}
+    for merchant_id, providers in data.items():
+        if not isinstance(providers, dict):
+            raise ConfigError(f"PAYOUT_CREDENTIALS: merchant {merchant_id!r}: must be an object "
+                              f"{{provider: {{...}}}}")
         out[merchant_id] = {}
-        if "razorpay" in connectors:
-            c = connectors["razorpay"]
-            out[merchant_id]["razorpay"] = RazorpayCredentials(
-                key_id=c["key_id"], key_secret=c["key_secret"], account_number=c["account_number"]
-            )
+        for name, entry in providers.items():
+            provider = PROVIDERS.get(name)
+            if provider is None:
+                raise ConfigError(f"PAYOUT_CREDENTIALS: merchant {merchant_id!r}: unknown provider "
+                                  f"{name!r} (known: {', '.join(sorted(PROVIDERS))})")
+            try:
+                out[merchant_id][name] = provider.parse_account(entry)
+            except CredentialError as exc:
+                raise ConfigError(f"PAYOUT_CREDENTIALS: merchant {merchant_id!r}, provider "
+                                  f"{name!r}, field {exc.field!r}: {exc.problem}") from None
     return out
+
+
+def _load_routing(raw: str | None) -> dict[str, tuple[str, ...]]:
+    """``{merchant_id|*: [provider, ...]}``: the order providers are tried in."""
+    from streams.connectors.registry import PROVIDERS
+
+    if raw is None:
+        return {}
+    data = _json_setting("PAYOUT_ROUTING", raw)
+    if not isinstance(data, dict):
+        raise ConfigError("PAYOUT_ROUTING: must be an object {merchant_id: [provider, ...]}")
+    out: dict[str, tuple[str, ...]] = {}
+    for merchant_id, names in data.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"PAYOUT_ROUTING: merchant {merchant_id!r}: must be a list of "
+                              f"provider names")
+        unknown = [n for n in names if n not in PROVIDERS]
+        if unknown:
+            raise ConfigError(f"PAYOUT_ROUTING: merchant {merchant_id!r}: unknown provider "
+                              f"{unknown[0]!r} (known: {', '.join(sorted(PROVIDERS))})")
+        out[merchant_id] = tuple(names)
+    return out
+
+
+def _base_urls(env: Mapping[str, str]) -> dict[str, str]:
+    from streams.connectors.registry import PROVIDERS
+
+    return {name: env.get(p.base_url_env, p.default_base_url).rstrip("/")
+            for name, p in PROVIDERS.items()}
+
+
+def _number(env: Mapping[str, str], name: str, default: str, kind: type) -> Any:
+    raw = env.get(name, default)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not {'an integer' if kind is int else 'a number'}")\
+            from None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -108,29 +163,30 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         app_id=env.get("PAYOUT_APP_ID", "payout-links"),
-        partitions=int(env.get("PAYOUT_TOPIC_PARTITIONS", "8")),
+        partitions=_number(env, "PAYOUT_TOPIC_PARTITIONS", "8", int),
         data_dir=Path(env.get("PAYOUT_DATA_DIR", "./var/worker")),
-        web_port=int(env.get("PAYOUT_WEB_PORT", "6066")),
-        razorpay_base_url=env.get("RAZORPAY_BASE_URL", "http://127.0.0.1:8081").rstrip("/"),
-        max_in_flight=int(env.get("PAYOUT_MAX_IN_FLIGHT", "512")),
-        connect_timeout_s=float(env.get("PAYOUT_CONNECT_TIMEOUT_S", "2")),
-        read_timeout_s=float(env.get("PAYOUT_READ_TIMEOUT_S", "10")),
+        web_port=_number(env, "PAYOUT_WEB_PORT", "6066", int),
+        max_in_flight=_number(env, "PAYOUT_MAX_IN_FLIGHT", "512", int),
+        connect_timeout_s=_number(env, "PAYOUT_CONNECT_TIMEOUT_S", "2", float),
+        read_timeout_s=_number(env, "PAYOUT_READ_TIMEOUT_S", "10", float),
         credentials=_load_credentials(env.get("PAYOUT_CREDENTIALS")),
-        table_standby_replicas=int(env.get("PAYOUT_STANDBY_REPLICAS", "0")),
-        session_timeout_s=float(env.get("PAYOUT_SESSION_TIMEOUT_S", "10")),
-        provider_rate_per_s=float(env.get("PAYOUT_PROVIDER_RATE_PER_S", "5000")),
-        breaker_failure_threshold=int(env.get("PAYOUT_BREAKER_FAILURES", "50")),
-        breaker_open_s=float(env.get("PAYOUT_BREAKER_OPEN_S", "5")),
-        retry_max_attempts=int(env.get("PAYOUT_RETRY_MAX_ATTEMPTS", "8")),
-        retry_max_s=float(env.get("PAYOUT_RETRY_MAX_S", "60")),
-        producer_linger_ms=float(env.get("PAYOUT_PRODUCER_LINGER_MS", "5")),
+        base_urls=_base_urls(env),
+        routing=_load_routing(env.get("PAYOUT_ROUTING")),
+        table_standby_replicas=_number(env, "PAYOUT_STANDBY_REPLICAS", "0", int),
+        session_timeout_s=_number(env, "PAYOUT_SESSION_TIMEOUT_S", "10", float),
+        provider_rate_per_s=_number(env, "PAYOUT_PROVIDER_RATE_PER_S", "5000", float),
+        breaker_failure_threshold=_number(env, "PAYOUT_BREAKER_FAILURES", "50", int),
+        breaker_open_s=_number(env, "PAYOUT_BREAKER_OPEN_S", "5", float),
+        retry_max_attempts=_number(env, "PAYOUT_RETRY_MAX_ATTEMPTS", "8", int),
+        retry_max_s=_number(env, "PAYOUT_RETRY_MAX_S", "60", float),
+        producer_linger_ms=_number(env, "PAYOUT_PRODUCER_LINGER_MS", "5", float),
         producer_compression=env.get("PAYOUT_PRODUCER_COMPRESSION", "lz4"),
-        rocksdb_write_buffer_mb=int(env.get("PAYOUT_ROCKSDB_WRITE_BUFFER_MB", "8")),
-        rocksdb_block_cache_mb=int(env.get("PAYOUT_ROCKSDB_BLOCK_CACHE_MB", "64")),
-        changelog_buffer_max=int(env.get("PAYOUT_CHANGELOG_BUFFER_MAX", "1000")),
+        rocksdb_write_buffer_mb=_number(env, "PAYOUT_ROCKSDB_WRITE_BUFFER_MB", "8", int),
+        rocksdb_block_cache_mb=_number(env, "PAYOUT_ROCKSDB_BLOCK_CACHE_MB", "64", int),
+        changelog_buffer_max=_number(env, "PAYOUT_CHANGELOG_BUFFER_MAX", "1000", int),
         fault_lose_deliveries=env.get("PAYOUT_FAULT_LOSE_DELIVERIES", ""),
         faults=env.get("PAYOUT_FAULTS", ""),
-        producer_max_request_bytes=int(env.get("PAYOUT_PRODUCER_MAX_REQUEST_BYTES", "1000000")),
-        unresolved_retry_s=float(env.get("PAYOUT_UNRESOLVED_RETRY_S", "30")),
-        unresolved_retry_max_s=float(env.get("PAYOUT_UNRESOLVED_RETRY_MAX_S", "900")),
+        producer_max_request_bytes=_number(env, "PAYOUT_PRODUCER_MAX_REQUEST_BYTES", "1000000", int),
+        unresolved_retry_s=_number(env, "PAYOUT_UNRESOLVED_RETRY_S", "30", float),
+        unresolved_retry_max_s=_number(env, "PAYOUT_UNRESOLVED_RETRY_MAX_S", "900", float),
     )

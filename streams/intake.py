@@ -16,8 +16,8 @@ import orjson
 
 from streams import events
 from streams.config import Settings
-from streams.connectors.base import HttpCall, link_reference
-from streams.connectors.registry import CONNECTORS
+from streams.connectors.base import link_reference
+from streams.connectors.registry import PROVIDERS
 from streams.connectors.routing import Route, Unroutable, route
 from streams.faults import NO_FAULTS, Faults
 from streams.poison import Stage
@@ -42,7 +42,7 @@ class Valid:
     request: dict[str, Any]
     key: str
     routing: Route | Unroutable
-    call: HttpCall | None
+    call: Any  # the provider's prepared create call, or None when unroutable
 
 
 Intake = Union[events.Unparseable, Invalid, Valid]
@@ -75,10 +75,10 @@ def classify(value: bytes | None, settings: Settings, faults: Faults = NO_FAULTS
     routing = route(request, settings)
     call = None
     if isinstance(routing, Route):
-        call = CONNECTORS[routing.connector].create_call(request, link_reference(key),
-                                                         routing.account)
-        if call.json is not None:
-            orjson.dumps(call.json)  # the body must encode; this is where it would fail
+        call = PROVIDERS[routing.connector].prepare(request, link_reference(key), routing.account)
+        body = getattr(call, "json", None)
+        if body is not None:
+            orjson.dumps(body)  # the body must encode; this is where it would fail
     return Valid(request, key, routing, call)
 
 

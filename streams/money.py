@@ -1,8 +1,8 @@
 """Exact amounts: minor units (our integers) ↔ a provider's decimal major units.
 
-Requests carry ``minor_amount`` as an integer, as Prism does. Providers differ:
-Razorpay takes paise as an integer, Cashfree rupees with two decimals, Revolut major
-units with as many decimals as the currency has (JPY none, KWD three). Conversion is
+Requests carry ``minor_amount`` as an integer, as Prism does. Providers differ: some
+take minor units as they are, some rupees with two decimals, some major units with as
+many decimals as the currency has (JPY none, KWD three). Conversion is
 by the currency's ISO 4217 exponent, with integers and :class:`~decimal.Decimal` only:
 no float ever holds an amount, so no amount is ever rounded.
 """

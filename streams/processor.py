@@ -2,8 +2,8 @@
 
 ``accept`` runs the serialized intake step (:mod:`streams.intake`: parse, validate,
 dry-run transform) under the crash marker, routes what is not a valid request, and
-hands the work for a valid one to :class:`KeyedInFlight`. That work is ``settle``:
-decide with the lifecycle, act through a connector, emit the outcome.
+hands the work for a valid one to :class:`KeyedInFlight`. That work is ``handle``:
+decide with the lifecycle, act through the link's provider, emit the outcome.
 
 Nothing a record holds may stop its partition. Every exception is caught where it
 happens and the record ends in a definite, published place: before any provider call
@@ -27,12 +27,12 @@ from streams import events, intake, lifecycle
 from streams.app import LinkTable
 from streams.config import Settings
 from streams.connectors.base import LinkCreated, Rejected, link_reference
-from streams.connectors.registry import CONNECTORS
+from streams.connectors.registry import PROVIDERS
 from streams.connectors.routing import Route, Unroutable, route_existing
 from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
 from streams.poison import CrashMarker, Stage, Verdict, isolate
-from streams.settlement import CallCount, InDoubt, LinkSettler, RetriesExhausted, Settled
+from streams.link_creation import CallCount, CreationResult, InDoubt, LinkCreator, RetriesExhausted
 from streams.unresolved import UnresolvedEntry, parked
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def _describe(exc: BaseException) -> str:
 
 class RequestProcessor:
     def __init__(self, *, settings: Settings, links: LinkTable, routed: TopicT, created: TopicT,
-                 failed: TopicT, dead_letter: TopicT, settlers: Mapping[str, LinkSettler],
+                 failed: TopicT, dead_letter: TopicT, creators: Mapping[str, LinkCreator],
                  on_fatal: Callable[[BaseException], Awaitable[Any]],
                  unresolved: Any = None, marker: CrashMarker | None = None,
                  faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time) -> None:
@@ -58,7 +58,7 @@ class RequestProcessor:
         self.links = links
         self.unresolved = unresolved if unresolved is not None else {}
         self.routed, self.created, self.failed, self.dead_letter = routed, created, failed, dead_letter
-        self.settlers = settlers
+        self.creators = creators
         self.in_flight = KeyedInFlight(settings.max_in_flight, on_fatal)
         self.marker = marker
         self.faults = faults
@@ -140,7 +140,7 @@ class RequestProcessor:
                 self._forward, key, home, orjson.dumps(result.request)))
             return
         offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset)
-        await self.in_flight.submit(event, key, partial(self.settle, result, offset))
+        await self.in_flight.submit(event, key, partial(self.handle, result, offset))
 
     async def _submit_poison(self, event: EventT, source: events.SourceRecord, once: str,
                              stage: Stage | None, detail: str) -> None:
@@ -177,18 +177,18 @@ class RequestProcessor:
 
     # --- the work for one valid request -----------------------------------------------
 
-    async def settle(self, valid: intake.Valid, source: lifecycle.SourceOffset) -> None:
-        """Settle, and contain anything unexpected so the partition keeps moving."""
+    async def handle(self, valid: intake.Valid, source: lifecycle.SourceOffset) -> None:
+        """Handle a valid request, and contain anything unexpected so the partition keeps moving."""
         progress = CallCount()
         record: lifecycle.LinkRecord | None = None
         try:
             raw = self.links.get(valid.key)
             record = lifecycle.LinkRecord.from_bytes(raw) if raw is not None else None
-            await self._settle(valid, source, record, progress)
+            await self._handle(valid, source, record, progress)
         except Exception as exc:
             await self._contain(exc, valid, source, record, progress)
 
-    async def _settle(self, valid: intake.Valid, source: lifecycle.SourceOffset,
+    async def _handle(self, valid: intake.Valid, source: lifecycle.SourceOffset,
                       record: lifecycle.LinkRecord | None, progress: CallCount) -> None:
         request, key = valid.request, valid.key
         fingerprint = events.request_fingerprint(request)
@@ -205,7 +205,7 @@ class RequestProcessor:
                     scope=events.REQUEST, discriminator=f"unroutable:{fingerprint}",
                     source=source))
                 return
-            unsupported = CONNECTORS[routing.connector].unsupported(request, self._clock())
+            unsupported = PROVIDERS[routing.connector].unsupported(request, self._clock())
             if unsupported is not None:
                 await self._publish_outcome(key, events.failed_event(
                     request, code="unsupported_field", message=unsupported.message,
@@ -250,11 +250,10 @@ class RequestProcessor:
         record = decision.record
         if not decision.lookup_first:
             await self.links.put_durably(key, record.to_bytes())  # before any provider call
-        settler = self.settlers[record.connector]
-        result, calls = await settler.settle(
-            request, record.reference, routing.account, routing.auth,
-            lookup_first=decision.lookup_first,
-            call=call if routing.connector == record.connector else None, progress=progress)
+        creator = self.creators[record.connector]
+        result, calls = await creator.create_link(
+            request, record.reference, routing.account, lookup_first=decision.lookup_first,
+            prepared=call if routing.connector == record.connector else None, progress=progress)
         if isinstance(result, InDoubt):
             # The record stays `creating`; the request is acked; the re-drive asks again.
             self._park(key, request, f"in doubt after {result.attempts} attempts "
@@ -276,7 +275,7 @@ class RequestProcessor:
 
     @staticmethod
     def _outcome_event(request: Mapping[str, Any], record: lifecycle.LinkRecord, connector: str,
-                       result: Settled) -> dict[str, Any]:
+                       result: CreationResult) -> dict[str, Any]:
         if isinstance(result, LinkCreated):
             return events.created_event(
                 request, connector=connector, connector_payout_id=result.connector_payout_id,
@@ -307,7 +306,7 @@ class RequestProcessor:
             before is not None and before.status is lifecycle.LinkStatus.CREATING)
         if in_doubt:
             # A provider call may have created a link: only a lookup may end it.
-            log.error("settling %s raised %s after a provider call may have been made",
+            log.error("handling %s raised %s after a provider call may have been made",
                       key, reason, exc_info=exc)
             self._park(key, request, reason)
             return
@@ -315,11 +314,11 @@ class RequestProcessor:
         now = lifecycle.LinkRecord.from_bytes(raw) if raw is not None else None
         if now is not None and now.status in lifecycle.TERMINAL and not now.outcome_published:
             # The link's outcome is decided but not told: re-driving publishes it.
-            log.error("settling %s raised %s before its outcome was published", key, reason,
+            log.error("handling %s raised %s before its outcome was published", key, reason,
                       exc_info=exc)
             self._park(key, request, reason)
             return
-        log.error("settling %s raised %s before any provider call", key, reason, exc_info=exc)
+        log.error("handling %s raised %s before any provider call", key, reason, exc_info=exc)
         message = f"handling this request failed before any provider call: {reason}"
         if before is None and now is not None and now.status is lifecycle.LinkStatus.CREATING:
             # This attempt wrote `creating` and called nothing: the link fails, for good,

@@ -17,35 +17,37 @@ from streams.app import (
     settings, unresolved,
 )
 from streams.connectors.guard import ProviderGuard
-from streams.connectors.razorpay import RazorpayConnector
-from streams.connectors.transport import ProviderTransport
+from streams.connectors.provider import Endpoint, ProviderClient
+from streams.connectors.registry import PROVIDERS
 from streams.delivery import BrokerGapProbe, DeliveryGuard, InjectedLoss, every
 from streams.inflight import guard_acks
 from streams.faults import Faults, InjectedFault
 from streams.poison import CrashMarker
 from streams.processor import RequestProcessor
-from streams.settlement import LinkSettler, RetryPolicy
+from streams.link_creation import LinkCreator, RetryPolicy
 
 
-def build_transport() -> ProviderTransport:
-    """One transport (one connection pool) per worker, shared by every call."""
-    return ProviderTransport(
-        settings.razorpay_base_url, connect_timeout_s=settings.connect_timeout_s,
-        read_timeout_s=settings.read_timeout_s, max_connections=settings.max_in_flight)
+def build_clients() -> dict[str, ProviderClient]:
+    """One client (one connection pool, one token cache) per provider per worker."""
+    return {name: provider.client(Endpoint(
+        settings.base_urls[name], connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s, max_connections=settings.max_in_flight))
+        for name, provider in PROVIDERS.items()}
 
 
-def build_processor(transport: ProviderTransport) -> RequestProcessor:
+def build_processor(clients: dict[str, ProviderClient]) -> RequestProcessor:
     faults = Faults(settings.faults)
+    policy = RetryPolicy(max_attempts=settings.retry_max_attempts,
+                         max_seconds=settings.retry_max_s)
     return RequestProcessor(
         settings=settings, links=links, unresolved=unresolved, routed=routed_topic,
         created=created_topic, failed=failed_topic, dead_letter=dead_letter_topic,
-        settlers={"razorpay": LinkSettler(
-            RazorpayConnector(), transport,
-            RetryPolicy(max_attempts=settings.retry_max_attempts, max_seconds=settings.retry_max_s),
-            ProviderGuard("razorpay", rate_per_s=settings.provider_rate_per_s,
+        creators={name: LinkCreator(
+            PROVIDERS[name], client, policy,
+            ProviderGuard(name, rate_per_s=settings.provider_rate_per_s,
                           failure_threshold=settings.breaker_failure_threshold,
                           open_seconds=settings.breaker_open_s),
-            faults=faults)},
+            faults=faults) for name, client in clients.items()},
         on_fatal=app.crash,
         marker=CrashMarker(settings.data_dir / "crash-marker"),
         faults=faults,
@@ -74,8 +76,8 @@ def tune_runtime() -> None:
 async def handle_requests(stream: StreamT) -> None:
     if app.should_stop:
         return  # Faust's supervisor restarts an agent cancelled while the worker stops
-    transport = build_transport()
-    processor = build_processor(transport)
+    clients = build_clients()
+    processor = build_processor(clients)
     tune_runtime()
     guard_acks(app.consumer, REQUEST_TOPICS)
     probe = BrokerGapProbe(settings.bootstrap_servers)
@@ -102,5 +104,5 @@ async def handle_requests(stream: StreamT) -> None:
         app.on_partitions_revoked.disconnect(_ownership_changed)
         # Shielded: at shutdown this agent is being cancelled, and unclosed connection
         # pools are reported as errors by aiohttp.
-        await asyncio.shield(asyncio.gather(transport.aclose(), probe.close(),
-                                            return_exceptions=True))
+        await asyncio.shield(asyncio.gather(*(c.aclose() for c in clients.values()),
+                                            probe.close(), return_exceptions=True))

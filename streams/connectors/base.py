@@ -1,16 +1,15 @@
-"""The connector contract: pure transformers between our request and a provider's HTTP.
+"""The outcome algebra every provider answers in, and the HTTP values transformers use.
 
-A connector never does I/O. It builds :class:`HttpCall` values and reads
-:class:`HttpAnswer` values; :mod:`streams.connectors.transport` moves them. Every
-provider answer maps to exactly one :data:`ProviderOutcome`, and the distinction
+Every provider answer maps to exactly one :data:`ProviderOutcome`, and the distinction
 that matters most for money is kept explicit: :class:`Transient` means the provider
-provably created nothing, :class:`Unknown` means it may have.
+provably created nothing, :class:`Unknown` means it may have. The provider contract
+itself is :mod:`streams.connectors.provider`.
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Union
+from typing import Any, Mapping, Union
 
 
 @dataclass(frozen=True)
@@ -20,6 +19,7 @@ class HttpCall:
     params: Mapping[str, str] = field(default_factory=dict)
     json: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    form: Mapping[str, str] | None = None  # a form-encoded body (token endpoints)
 
 
 @dataclass(frozen=True)
@@ -82,36 +82,10 @@ class Unsupported:
     message: str
 
 
-class Connector(Protocol):
-    name: str
-
-    def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
-        """The first field of a schema-valid request this provider can't honour, or None.
-
-        Pure (``now`` is unix seconds): called before anything is written for a new
-        link, so a field the provider would ignore or refuse fails the request up front
-        instead of yielding a link that differs from what was asked.
-        """
-        ...
-
-    def create_call(self, request: Mapping[str, Any], reference: str,
-                    account: Any) -> HttpCall: ...
-
-    def read_create(self, answer: HttpAnswer, sent: HttpCall | None = None) -> ProviderOutcome:
-        """``sent`` is the create call answered, to keep what was asked where the
-        answer can't be read (an unreadable expiry is not "no expiry")."""
-        ...
-
-    def lookup_call(self, reference: str) -> HttpCall: ...
-
-    def read_lookup(self, answer: HttpAnswer, reference: str,
-                    sent: HttpCall | None = None) -> ProviderOutcome: ...
-
-
 def link_reference(link_key: str, *, prefix: str = "pl_") -> str:
     """A deterministic provider reference for a link key.
 
-    Providers cap reference length (Razorpay ``receipt`` ≤ 40, idempotency key ≤ 36)
+    Providers cap reference length (≤ 35 to 40 characters) and alphabet
     and alphabet, while link keys are merchant-chosen; a hash fits every provider
     and is the same on every worker and every retry.
     """

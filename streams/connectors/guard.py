@@ -12,23 +12,26 @@ from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
-from streams.connectors.base import HttpAnswer, Transient, Unknown
+from streams.connectors.base import ProviderOutcome, Transient, Unknown
 
-Send = Callable[[], Awaitable[HttpAnswer | Transient | Unknown]]
+Send = Callable[[], Awaitable[ProviderOutcome]]
 
 
 class _ProviderUnhealthy(Exception):
     """Raised inside the breaker so it counts the answer as a failure."""
 
-    def __init__(self, answer: HttpAnswer | Transient | Unknown) -> None:
+    def __init__(self, answer: ProviderOutcome) -> None:
         self.answer = answer
 
 
-def unhealthy(answer: HttpAnswer | Transient | Unknown) -> bool:
-    """Server errors and calls that got no answer; a 4xx is the caller's problem."""
-    if isinstance(answer, HttpAnswer):
-        return answer.status >= 500
-    return not answer.reason.startswith("circuit_open")
+def unhealthy(answer: ProviderOutcome) -> bool:
+    """Server errors and calls that got no answer; a rejection or throttling is not the
+    provider being down, and the breaker's own refusals are not counted again."""
+    if isinstance(answer, Unknown):
+        return True
+    if isinstance(answer, Transient):
+        return not answer.reason.startswith(("circuit_open", "throttled", "auth_unavailable"))
+    return False
 
 
 class ProviderGuard:
@@ -39,7 +42,7 @@ class ProviderGuard:
         self._breakers = AsyncCircuitBreakerFactory(default_threshold=failure_threshold,
                                                     default_ttl=open_seconds)
 
-    async def call(self, send: Send) -> HttpAnswer | Transient | Unknown:
+    async def call(self, send: Send) -> ProviderOutcome:
         try:
             async with await self._breakers.get_breaker(self.connector):
                 if self._limiter is not None:

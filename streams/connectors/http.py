@@ -35,7 +35,7 @@ class AuthScheme(Protocol):
 
 
 class HttpTransformers(Protocol):
-    def read_create(self, answer: HttpAnswer) -> ProviderOutcome: ...
+    def read_create(self, answer: HttpAnswer, sent: HttpCall) -> ProviderOutcome: ...
 
     def lookup_call(self, reference: str, account: Any) -> HttpCall: ...
 
@@ -116,7 +116,9 @@ class HttpProviderClient:
 
     async def create(self, prepared: HttpCall, account: Any) -> ProviderOutcome:
         answer = await self._send(prepared, account)
-        return self.transformers.read_create(answer) if isinstance(answer, HttpAnswer) else answer
+        if isinstance(answer, HttpAnswer):
+            return self.transformers.read_create(answer, prepared)
+        return answer
 
     async def lookup(self, reference: str, account: Any) -> ProviderOutcome:
         answer = await self._send(self.transformers.lookup_call(reference, account), account)

@@ -58,6 +58,7 @@ class Provider(Protocol):
     currencies: frozenset[str]  # what it pays out in, for requests that name no connector
     base_url_env: str  # the variable that overrides default_base_url
     default_base_url: str
+    dev_account: Mapping[str, Any] | None  # the simulator's account, when none is configured
 
     def parse_account(self, raw: Mapping[str, Any]) -> Any:
         """Typed credentials from configuration; raises :class:`CredentialError`."""

@@ -1,21 +1,25 @@
-"""Which connector serves a request, and with which credentials."""
+"""Which provider serves a request, and with which of the merchant's accounts.
+
+For a new link, in order: the request's own ``connector``; else the merchant's
+preference list (``PAYOUT_ROUTING``, falling back to its ``*`` entry); else the
+registry's order. Only providers that pay out in the request's currency and for
+which the merchant has credentials qualify. Once a link's record exists, its
+connector decides and routing is never consulted again (DESIGN.md rule 3):
+:func:`route_existing`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from streams.config import RazorpayCredentials, Settings
-from streams.connectors.transport import BasicAuth
-
-# Currencies each connector can pay out in, for requests that name no connector.
-CURRENCIES = {"razorpay": frozenset({"INR"})}
+from streams.config import Settings
+from streams.connectors.registry import PROVIDERS
 
 
 @dataclass(frozen=True)
 class Route:
     connector: str
-    account: RazorpayCredentials
-    auth: BasicAuth
+    account: Any  # the provider's own account type; its repr hides secrets
 
 
 @dataclass(frozen=True)
@@ -27,23 +31,36 @@ class Unroutable:
 
 def route(request: Mapping[str, Any], settings: Settings) -> Route | Unroutable:
     currency = request["amount"]["currency"]
-    connector = request.get("connector")
-    if connector is None:
-        connector = next((c for c, cs in CURRENCIES.items() if currency in cs), None)
-        if connector is None:
+    merchant_id = request["merchant_id"]
+    named = request.get("connector")
+    if named is not None:
+        provider = PROVIDERS.get(named)
+        if provider is None:
+            return Unroutable("unsupported_connector", f"no connector named {named}",
+                              "connector")
+        if currency not in provider.currencies:
             return Unroutable("unsupported_connector",
-                              f"no connector pays out in {currency}", "amount.currency")
-    elif currency not in CURRENCIES.get(connector, frozenset()):
-        return Unroutable("unsupported_connector",
-                          f"{connector} does not pay out in {currency}", "amount.currency")
-    return route_existing(connector, request, settings)
+                              f"{named} does not pay out in {currency}", "amount.currency")
+        return route_existing(named, request, settings)
+    serving = [name for name, p in PROVIDERS.items() if currency in p.currencies]
+    if not serving:
+        return Unroutable("unsupported_connector", f"no connector pays out in {currency}",
+                          "amount.currency")
+    preferred = [n for n in settings.preference(merchant_id) if n in serving]
+    for name in preferred + [n for n in serving if n not in preferred]:
+        account = settings.account(merchant_id, name)
+        if account is not None:
+            return Route(name, account)
+    return Unroutable("connector_not_configured",
+                      f"merchant has no credentials for a connector paying out in {currency} "
+                      f"({', '.join(serving)})", "merchant_id")
 
 
 def route_existing(connector: str, request: Mapping[str, Any],
                    settings: Settings) -> Route | Unroutable:
     """The route to a named connector: for a link whose record names it already."""
-    account = settings.razorpay_credentials(request["merchant_id"])
+    account = settings.account(request["merchant_id"], connector)
     if account is None:
         return Unroutable("connector_not_configured",
                           f"merchant has no {connector} credentials configured", "merchant_id")
-    return Route(connector, account, BasicAuth(account.key_id, account.key_secret))
+    return Route(connector, account)

@@ -9,10 +9,9 @@ including a server dropping the connection after reading the request, to
 """
 from __future__ import annotations
 
-import base64
 import logging
-from dataclasses import dataclass
-from functools import cached_property
+from typing import Mapping
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
@@ -22,20 +21,6 @@ from httpx_aiohttp import AiohttpTransport
 from streams.connectors.base import HttpAnswer, HttpCall, Transient, Unknown
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BasicAuth:
-    username: str
-    password: str
-
-    def __repr__(self) -> str:  # secrets never reach a log line
-        return f"BasicAuth(username={self.username!r}, password=***)"
-
-    @cached_property
-    def header(self) -> str:
-        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
-        return f"Basic {token}"
 
 
 def never_sent(exc: BaseException) -> bool:
@@ -81,12 +66,16 @@ class ProviderTransport:
             url = self._urls[path] = httpx.URL(self._base_url + path)
         return url
 
-    async def send(self, call: HttpCall, auth: BasicAuth) -> HttpAnswer | Transient | Unknown:
-        headers = {"Accept": "application/json", "Authorization": auth.header, **call.headers}
+    async def send(self, call: HttpCall,
+                   auth_headers: Mapping[str, str]) -> HttpAnswer | Transient | Unknown:
+        headers = {"Accept": "application/json", **auth_headers, **call.headers}
         content = None
         if call.json is not None:
             content = orjson.dumps(call.json)
             headers["Content-Type"] = "application/json"
+        elif call.form is not None:
+            content = urlencode(call.form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         request = httpx.Request(call.method, self._url(call.path), params=call.params or None,
                                 content=content, headers=headers,
                                 extensions={"timeout": self._timeout})

@@ -109,7 +109,7 @@ _EQ_FILTERS: dict[str, str] = {
 IDEMPOTENCY_HEADER = "X-Payout-Idempotency"
 MIN_EXPIRY_LEAD_S = 15 * 60
 # Razorpay documents no upper bound for expire_by; the simulator assumes one year, the
-# same as the connector (streams/connectors/razorpay.py), so the two agree.
+# same as the connector (streams/connectors/razorpay/transformers.py), so the two agree.
 MAX_EXPIRY_LEAD_S = 365 * 24 * 3600
 
 _ALNUM = string.ascii_letters + string.digits

@@ -9,6 +9,7 @@ suite is tests/integration/test_poison.py.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from streams.connectors.base import LinkCreated, Rejected, link_reference
 from streams.faults import Faults, InjectedFault
 from streams.poison import CrashMarker, Stage, isolate
 from streams.processor import RequestProcessor, home_partition
-from streams.settlement import CallCount
+from streams.link_creation import CallCount
 from streams.unresolved import Redriver, UnresolvedEntry, due, parked
 from streams.devkit.traffic import key_of, valid_request
 from tests.unit.test_processor import FakeEvent, FakeMessage, FakeTopic
@@ -46,9 +47,9 @@ class FakeSettler:
         self.raise_after_call = raise_after_call
         self.calls: list[bool] = []
 
-    async def settle(self, request: Any, reference: str, account: Any, auth: Any, *,
-                     lookup_first: bool, call: Any = None,
-                     progress: CallCount | None = None) -> tuple[Any, int]:
+    async def create_link(self, request: Any, reference: str, account: Any, *,
+                          lookup_first: bool, prepared: Any = None,
+                          progress: CallCount | None = None) -> tuple[Any, int]:
         if self.raise_before_call:
             raise InjectedFault("bug before the call")
         if progress is not None:
@@ -66,7 +67,7 @@ def build(settler: FakeSettler | None = None, faults: str = "",
     links, unresolved = FakeTable(), FakeTable()
     p = RequestProcessor(settings=load_settings({"PAYOUT_TOPIC_PARTITIONS": str(PARTITIONS)}),
                          links=links, unresolved=unresolved,  # type: ignore[arg-type]
-                         settlers={"razorpay": settler or FakeSettler()},  # type: ignore[dict-item]
+                         creators={"razorpay": settler or FakeSettler()},  # type: ignore[dict-item]
                          on_fatal=_never, marker=marker, faults=Faults(faults),
                          **topics)  # type: ignore[arg-type]
     return p, topics, links, unresolved
@@ -322,7 +323,7 @@ async def test_a_record_that_killed_the_worker_is_routed_without_being_handled(
 
 
 async def test_a_link_still_in_doubt_after_the_budget_is_parked_not_failed() -> None:
-    from streams.settlement import InDoubt
+    from streams.link_creation import InDoubt
     settler = FakeSettler(InDoubt("unknown: lookup_refused:provider_authentication_failed", 9))
     p, topics, links, unresolved = build(settler)
     request = valid(1)
@@ -354,7 +355,9 @@ async def test_a_duplicate_of_a_settled_link_is_republished_even_if_now_unroutab
 async def test_a_recovered_link_is_looked_up_at_the_connector_its_record_names() -> None:
     routed_to, recorded = FakeSettler(), FakeSettler()
     p, topics, links, _ = build()
-    p.settlers = {"razorpay": routed_to, "other": recorded}  # type: ignore[dict-item]
+    p.creators = {"razorpay": routed_to, "other": recorded}  # type: ignore[dict-item]
+    account = p.settings.account("m_demo", "razorpay")
+    p.settings = replace(p.settings, credentials={"*": {"razorpay": account, "other": account}})
     request = valid(1)
     key = key_of(request).decode()
     links[key] = lifecycle.LinkRecord(

@@ -27,14 +27,13 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from streams import events
-from streams.config import RazorpayCredentials
 from streams.connectors.base import (
     HttpAnswer, HttpCall, LinkCreated, NotFound, Rejected, Transient, Unknown, link_reference,
 )
-from streams.connectors.razorpay import RazorpayConnector
+from streams.connectors.razorpay import RazorpayAccount, RazorpayConnector
 from streams.devkit.traffic import valid_request
 
-ACCOUNT = RazorpayCredentials("rzp_test_x", "secret-never-logged", "2323230041626905")
+ACCOUNT = RazorpayAccount("rzp_test_x", "secret-never-logged", "2323230041626905")
 CONNECTOR = RazorpayConnector()
 REFERENCE = link_reference("m_demo:run-0000011")
 OUTCOMES = (LinkCreated, Rejected, Transient, Unknown, NotFound)

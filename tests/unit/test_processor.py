@@ -56,7 +56,7 @@ class FakeTopic:
 def processor() -> tuple[RequestProcessor, dict[str, FakeTopic]]:
     topics = {n: FakeTopic() for n in ("routed", "created", "failed", "dead_letter")}
     p = RequestProcessor(settings=load_settings({}), links=None,  # type: ignore[arg-type]
-                         settlers={}, on_fatal=_never, **topics)  # type: ignore[arg-type]
+                         creators={}, on_fatal=_never, **topics)  # type: ignore[arg-type]
     return p, topics
 
 

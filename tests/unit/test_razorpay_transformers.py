@@ -7,16 +7,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.config import RazorpayCredentials
 from streams.connectors.base import (
     HttpAnswer, LinkCreated, NotFound, Rejected, Transient, Unknown, Unsupported, link_reference,
 )
-from streams.connectors.razorpay import MAX_EXPIRY_LEAD_S, MIN_EXPIRY_LEAD_S, RazorpayConnector
+from streams.connectors.razorpay import (
+    MAX_EXPIRY_LEAD_S, MIN_EXPIRY_LEAD_S, RazorpayAccount, RazorpayConnector,
+)
 from streams.devkit.simulator import _error_body, validate_create
 from streams.devkit.traffic import valid_request
 
 RECORDED = Path(__file__).parent / "recorded" / "razorpay"
-ACCOUNT = RazorpayCredentials("rzp_test_x", "secret-never-logged", "2323230041626905")
+ACCOUNT = RazorpayAccount("rzp_test_x", "secret-never-logged", "2323230041626905")
 connector = RazorpayConnector()
 DAY = 86400
 

@@ -37,15 +37,14 @@ from hypothesis_jsonschema import from_schema
 from jsonschema import FormatChecker
 
 from streams import events
-from streams.config import RazorpayCredentials
-from streams.connectors import razorpay
+from streams.connectors.razorpay import transformers as razorpay
 from streams.connectors.base import HttpAnswer, LinkCreated, Unsupported, link_reference
-from streams.connectors.razorpay import RazorpayConnector
+from streams.connectors.razorpay import RazorpayAccount, RazorpayConnector
 from streams.devkit import simulator
 from streams.devkit.simulator import validate_create
 
 SCHEMA = orjson.loads((events.SCHEMA_DIR / f"{events.REQUESTED}.schema.json").read_bytes())
-ACCOUNT = RazorpayCredentials("rzp_test_x", "secret-never-logged", "2323230041626905")
+ACCOUNT = RazorpayAccount("rzp_test_x", "secret-never-logged", "2323230041626905")
 CONNECTOR = RazorpayConnector()
 FORMATS = FormatChecker()  # the checker hypothesis-jsonschema holds custom formats to
 DAY = 86400

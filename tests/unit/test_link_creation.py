@@ -12,18 +12,18 @@ from typing import AsyncIterator, Sequence
 import pytest
 import pytest_asyncio
 
-from streams.config import RazorpayCredentials
 from streams.connectors.base import (
     HttpAnswer, HttpCall, LinkCreated, Rejected, Transient, Unknown, link_reference,
 )
-from streams.connectors.razorpay import RazorpayConnector
-from streams.connectors.transport import BasicAuth, ProviderTransport
+from streams.connectors.http import HttpProviderClient, StaticHeaders
+from streams.connectors.razorpay import PROVIDER, RazorpayAccount, RazorpayConnector
+from streams.connectors.transport import ProviderTransport
 from streams.devkit.simulator import PayoutLinkSimulator, SimConfig, start_server
 from streams.devkit.traffic import valid_request
-from streams.settlement import InDoubt, LinkSettler, RetriesExhausted, RetryPolicy
+from streams.link_creation import InDoubt, LinkCreator, RetriesExhausted, RetryPolicy
 
-ACCOUNT = RazorpayCredentials("rzp_test_demo", "demo_secret", "2323230041626905")
-AUTH = BasicAuth(ACCOUNT.key_id, ACCOUNT.key_secret)
+ACCOUNT = RazorpayAccount("rzp_test_demo", "demo_secret", "2323230041626905")
+BASIC = StaticHeaders(lambda account: {"Authorization": account.basic_header})
 FAST = RetryPolicy(max_attempts=3, max_seconds=30, backoff_base_s=0.001, backoff_max_s=0.005)
 REQUEST = valid_request(1)
 REF = link_reference("m_demo:run-0000001")
@@ -41,7 +41,8 @@ class ScriptedTransport:
         self.script = list(script)
         self.calls: list[HttpCall] = []
 
-    async def send(self, call: HttpCall, auth: BasicAuth) -> HttpAnswer | Transient | Unknown:
+    async def send(self, call: HttpCall,
+                   headers: object = None) -> HttpAnswer | Transient | Unknown:
         self.calls.append(call)
         return self.script.pop(0)
 
@@ -53,10 +54,16 @@ def ok(body: bytes) -> HttpAnswer:
     return HttpAnswer(200, {}, body)
 
 
+def creator(transport, policy=FAST, **kw) -> LinkCreator:
+    """The Razorpay provider's creator over a given transport (scripted or real)."""
+    client = HttpProviderClient(transport, PROVIDER.transformers, BASIC)  # type: ignore[arg-type]
+    return LinkCreator(PROVIDER, client, policy, **kw)
+
+
 async def settle(script, *, lookup_first=False, policy=FAST):
     transport = ScriptedTransport(script)
-    settler = LinkSettler(RazorpayConnector(), transport, policy)  # type: ignore[arg-type]
-    result, calls = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=lookup_first)
+    result, calls = await creator(transport, policy).create_link(
+        REQUEST, REF, ACCOUNT, lookup_first=lookup_first)
     assert calls == len(transport.calls)
     return result, transport
 
@@ -107,9 +114,8 @@ async def test_the_time_budget_counts_the_first_attempt() -> None:
     transport = ScriptedTransport([HttpAnswer(429, {}, b"{}")] * 50)
     policy = RetryPolicy(max_attempts=50, max_seconds=60, backoff_base_s=0.001,
                          backoff_max_s=0.001)
-    settler = LinkSettler(RazorpayConnector(), transport, policy,  # type: ignore[arg-type]
-                          clock=lambda: next(clock))
-    result, _ = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+    settler = creator(transport, policy, clock=lambda: next(clock))
+    result, _ = await settler.create_link(REQUEST, REF, ACCOUNT, lookup_first=False)
     assert isinstance(result, RetriesExhausted) and result.attempts == 2
     assert transport.kinds() == ["create"] * 2
 
@@ -126,7 +132,7 @@ async def test_unknown_outcomes_never_exhaust_into_failure() -> None:
 
 async def test_retry_after_is_honoured(monkeypatch) -> None:
     waits: list[float] = []
-    settler = LinkSettler(RazorpayConnector(), ScriptedTransport(  # type: ignore[arg-type]
+    settler = creator(ScriptedTransport(
         [HttpAnswer(429, {"retry-after": "2"}, b"{}"), ok(LINK)]), FAST)
     original = settler._delay
 
@@ -135,13 +141,12 @@ async def test_retry_after_is_honoured(monkeypatch) -> None:
         return 0.0
 
     monkeypatch.setattr(settler, "_delay", spy)
-    result, _ = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+    result, _ = await settler.create_link(REQUEST, REF, ACCOUNT, lookup_first=False)
     assert isinstance(result, LinkCreated) and waits == [2.0]
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:
-    settler = LinkSettler(RazorpayConnector(), ScriptedTransport([]),  # type: ignore[arg-type]
-                          RetryPolicy(backoff_base_s=0.2, backoff_max_s=10.0))
+    settler = creator(ScriptedTransport([]), RetryPolicy(backoff_base_s=0.2, backoff_max_s=10.0))
     for attempts in range(1, 12):
         delays = [settler._delay(attempts, None) for _ in range(200)]
         cap = min(10.0, 0.2 * 2 ** attempts)
@@ -167,8 +172,8 @@ async def test_lost_response_after_create_yields_exactly_one_link(simulator) -> 
     sim.config.apply({"lost_after_create": 1.0})  # create calls only; lookups are clean
     transport = ProviderTransport(url, connect_timeout_s=1, read_timeout_s=5, max_connections=4)
     try:
-        result, calls = await LinkSettler(RazorpayConnector(), transport, FAST).settle(
-            REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+        result, calls = await creator(transport).create_link(
+            REQUEST, REF, ACCOUNT, lookup_first=False)
     finally:
         await transport.aclose()
     assert isinstance(result, LinkCreated) and calls == 2
@@ -180,11 +185,12 @@ async def test_timeout_before_create_is_unknown_then_resolved_by_lookup(simulato
     sim.config.apply({"timeout_before_create": 1.0, "hang_ms": 2000})
     transport = ProviderTransport(url, connect_timeout_s=1, read_timeout_s=0.2, max_connections=4)
     try:
-        outcome = await transport.send(RazorpayConnector().create_call(REQUEST, REF, ACCOUNT), AUTH)
+        outcome = await transport.send(RazorpayConnector().create_call(REQUEST, REF, ACCOUNT),
+                                       {"Authorization": ACCOUNT.basic_header})
         assert isinstance(outcome, Unknown)
         sim.config.apply({"timeout_before_create": 0.0})
-        result, calls = await LinkSettler(RazorpayConnector(), transport, FAST).settle(
-            REQUEST, REF, ACCOUNT, AUTH, lookup_first=True)
+        result, calls = await creator(transport).create_link(
+            REQUEST, REF, ACCOUNT, lookup_first=True)
     finally:
         await transport.aclose()
     assert isinstance(result, LinkCreated) and calls == 2  # lookup (absent) + create
@@ -198,8 +204,8 @@ async def test_connection_refused_is_provably_not_sent() -> None:
     transport = ProviderTransport(f"http://127.0.0.1:{port}", connect_timeout_s=1,
                                   read_timeout_s=1, max_connections=2)
     try:
-        result, calls = await LinkSettler(RazorpayConnector(), transport, FAST).settle(
-            REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+        result, calls = await creator(transport).create_link(
+            REQUEST, REF, ACCOUNT, lookup_first=False)
     finally:
         await transport.aclose()
     assert isinstance(result, RetriesExhausted) and calls == 3
@@ -210,12 +216,12 @@ async def test_wrong_credentials_are_a_definite_authentication_failure(simulator
     _, url = simulator
     transport = ProviderTransport(url, connect_timeout_s=1, read_timeout_s=5, max_connections=2)
     try:
-        result, _ = await LinkSettler(RazorpayConnector(), transport, FAST).settle(
-            REQUEST, REF, ACCOUNT, BasicAuth("rzp_test_demo", "wrong"), lookup_first=False)
+        wrong = RazorpayAccount("rzp_test_demo", "wrong", ACCOUNT.account_number)
+        result, _ = await creator(transport).create_link(REQUEST, REF, wrong, lookup_first=False)
     finally:
         await transport.aclose()
     assert isinstance(result, Rejected) and result.code == "provider_authentication_failed"
-    assert "wrong" not in repr(BasicAuth("rzp_test_demo", "wrong"))
+    assert "wrong" not in repr(wrong)
 
 
 # --- the per-connector guard --------------------------------------------------------
@@ -226,9 +232,10 @@ async def test_circuit_opens_after_consecutive_failures_and_refusals_are_transie
 
     guard = ProviderGuard("razorpay", rate_per_s=0, failure_threshold=3, open_seconds=60)
     transport = ScriptedTransport([HttpAnswer(503, {}, b"")] * 3 + [ok(LINK)])
-    answers = [await guard.call(lambda: transport.send(HttpCall("POST", "/"), AUTH))
-               for _ in range(5)]
-    assert [a.status for a in answers[:3]] == [503, 503, 503]  # type: ignore[union-attr]
+    client = creator(transport).client
+    call = RazorpayConnector().create_call(REQUEST, REF, ACCOUNT)
+    answers = [await guard.call(lambda: client.create(call, ACCOUNT)) for _ in range(5)]
+    assert all(isinstance(a, Unknown) and a.status_code == 503 for a in answers[:3])
     assert answers[3:] == [Transient("circuit_open:razorpay")] * 2
     assert len(transport.calls) == 3  # the refused calls never reached the provider
 
@@ -238,9 +245,11 @@ async def test_rejections_do_not_open_the_circuit() -> None:
 
     guard = ProviderGuard("razorpay", rate_per_s=0, failure_threshold=2, open_seconds=60)
     transport = ScriptedTransport([HttpAnswer(400, {}, b"{}")] * 4)
-    answers = [await guard.call(lambda: transport.send(HttpCall("POST", "/"), AUTH))
-               for _ in range(4)]
-    assert all(isinstance(a, HttpAnswer) and a.status == 400 for a in answers)
+    client = creator(transport).client
+    call = RazorpayConnector().create_call(REQUEST, REF, ACCOUNT)
+    answers = [await guard.call(lambda: client.create(call, ACCOUNT)) for _ in range(4)]
+    assert all(isinstance(a, Rejected) and a.status_code == 400 for a in answers)
+    assert len(transport.calls) == 4
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404])
@@ -256,10 +265,9 @@ async def test_a_link_in_doubt_past_the_budget_is_handed_over_never_failed() -> 
     clock = iter([0.0] + [30.0] * 3 + [61.0] * 10)
     refused = HttpAnswer(401, {}, b'{"error":{"code":"BAD_REQUEST_ERROR"}}')
     transport = ScriptedTransport([HttpAnswer(504, {}, b"")] + [refused] * 20)
-    settler = LinkSettler(RazorpayConnector(), transport,  # type: ignore[arg-type]
-                          RetryPolicy(max_attempts=3, max_seconds=5, backoff_base_s=0.001,
-                                      backoff_max_s=0.001, in_doubt_max_s=60),
-                          clock=lambda: next(clock))
-    result, _ = await settler.settle(REQUEST, REF, ACCOUNT, AUTH, lookup_first=False)
+    settler = creator(transport, RetryPolicy(max_attempts=3, max_seconds=5, backoff_base_s=0.001,
+                                             backoff_max_s=0.001, in_doubt_max_s=60),
+                      clock=lambda: next(clock))
+    result, _ = await settler.create_link(REQUEST, REF, ACCOUNT, lookup_first=False)
     assert isinstance(result, InDoubt) and "lookup_refused" in result.reason
     assert "create" not in transport.kinds()[1:]  # never a second create while in doubt

@@ -1,10 +1,12 @@
-"""Settle one link with its provider: lookup-before-create, retries, definite answers.
+"""Create one link at its provider: lookup-before-create, retries, definite answers.
 
 Called only after the link's ``creating`` record is durable in the changelog. It
 returns a definite outcome: :class:`LinkCreated` or :class:`Rejected`, or
-:class:`RetriesExhausted` when every attempt provably created nothing. An unknown
-outcome is never turned into a failure: it is resolved by looking the link up by its
-reference, for as long as that takes.
+:class:`RetriesExhausted` when every attempt provably created nothing, or
+:class:`InDoubt` when a link may exist and the provider would not say within the
+budget. An unknown outcome is never turned into a failure: only a found link or the
+provider's proof of absence ends it. Provider-agnostic: it speaks the
+:class:`~streams.connectors.provider.ProviderClient` protocol (create / look up).
 """
 from __future__ import annotations
 
@@ -13,15 +15,15 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Awaitable, Callable, Mapping, Union
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
 from streams.connectors.base import (
-    Connector, HttpAnswer, HttpCall, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
+    LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
 )
 from streams.connectors.guard import ProviderGuard
-from streams.connectors.transport import BasicAuth, ProviderTransport
+from streams.connectors.provider import Provider, ProviderClient
 from streams.faults import NO_FAULTS, Faults
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class InDoubt:
     attempts: int
 
 
-Settled = Union[LinkCreated, Rejected, RetriesExhausted, InDoubt]
+CreationResult = Union[LinkCreated, Rejected, RetriesExhausted, InDoubt]
 
 
 @dataclass
@@ -73,34 +75,36 @@ class _Attempts:
     last: ProviderOutcome | None = None
     started: float = 0.0  # the time budget covers the first attempt, run before tenacity
     progress: CallCount | None = None
-    call: HttpCall | None = None  # the create call, when the caller built it already
+    prepared: Any = None  # the create call, when the caller built it already
     link_key: str = ""  # for fault knobs only
 
 
-class LinkSettler:
-    def __init__(self, connector: Connector, transport: ProviderTransport,
+class LinkCreator:
+    """One per provider per worker."""
+
+    def __init__(self, provider: Provider, client: ProviderClient,
                  policy: RetryPolicy = RetryPolicy(), guard: ProviderGuard | None = None,
                  clock: Callable[[], float] = time.monotonic, faults: Faults = NO_FAULTS) -> None:
-        self.connector = connector
+        self.provider = provider
+        self.client = client
         self._faults = faults
-        self.transport = transport
         self.policy = policy
         self.guard = guard
         self._clock = clock
 
-    async def settle(self, request: Mapping[str, Any], reference: str, account: Any,
-                     auth: BasicAuth, *, lookup_first: bool, call: HttpCall | None = None,
-                     progress: CallCount | None = None) -> tuple[Settled, int]:
+    async def create_link(self, request: Mapping[str, Any], reference: str, account: Any, *,
+                          lookup_first: bool, prepared: Any = None,
+                          progress: CallCount | None = None) -> tuple[CreationResult, int]:
         """Return the definite outcome and the number of provider calls made.
 
-        ``progress`` counts calls as they start, so a caller whose settlement raised
+        ``progress`` counts calls as they start, so a caller whose creation raised
         knows whether a link may exist.
         """
         state = _Attempts(lookup_first=lookup_first, started=self._clock(), progress=progress,
-                          call=call)
+                          prepared=prepared)
         if self._faults:
             state.link_key = f"{request.get('merchant_id')}:{request.get('merchant_payout_id')}"
-        state.last = await self._attempt(request, reference, account, auth, state)
+        state.last = await self._attempt(request, reference, account, state)
         if isinstance(state.last, (LinkCreated, Rejected)):
             return state.last, state.calls  # nearly every link: no retry machinery at all
         await asyncio.sleep(self._delay(1, state.last))
@@ -114,7 +118,7 @@ class LinkSettler:
         )
         async for attempt in retrying:
             with attempt:
-                state.last = await self._attempt(request, reference, account, auth, state)
+                state.last = await self._attempt(request, reference, account, state)
             attempt.retry_state.set_result(state.last)
         last = state.last
         attempts = attempt.retry_state.attempt_number + 1
@@ -126,10 +130,9 @@ class LinkSettler:
         return last, state.calls
 
     async def _attempt(self, request: Mapping[str, Any], reference: str, account: Any,
-                       auth: BasicAuth, state: _Attempts) -> ProviderOutcome:
+                       state: _Attempts) -> ProviderOutcome:
         if state.lookup_first:
-            found = await self._call(self.connector.lookup_call(reference), auth, state,
-                                     lambda a: self.connector.read_lookup(a, reference))
+            found = await self._call(lambda: self.client.lookup(reference, account), state)
             if isinstance(found, Rejected):
                 # A refused lookup (a rotated key, 400, 404) proves nothing about whether
                 # the earlier call created a link: never a failure (DESIGN.md rule 2).
@@ -140,26 +143,25 @@ class LinkSettler:
                 # Transient/Unknown lookups leave lookup_first set: ask again next time.
                 return found
             state.lookup_first = False
-        call = state.call or self.connector.create_call(request, reference, account)
-        outcome = await self._call(call, auth, state, self.connector.read_create)
+        if state.prepared is None:
+            state.prepared = self.provider.prepare(request, reference, account)
+        prepared = state.prepared
+        outcome = await self._call(lambda: self.client.create(prepared, account), state)
         if isinstance(outcome, Unknown):
             state.lookup_first = True
         return outcome
 
-    async def _call(self, call: Any, auth: BasicAuth, state: _Attempts,
-                    read: Callable[[HttpAnswer], ProviderOutcome]) -> ProviderOutcome:
+    async def _call(self, send: Callable[[], Awaitable[ProviderOutcome]],
+                    state: _Attempts) -> ProviderOutcome:
         state.calls += 1
         if state.progress is not None:
             state.progress.started += 1
         if self._faults:
             self._faults.hit("provider_call", state.link_key)
-        if self.guard is None:
-            answer = await self.transport.send(call, auth)
-        else:
-            answer = await self.guard.call(lambda: self.transport.send(call, auth))
+        answer = await (send() if self.guard is None else self.guard.call(send))
         if self._faults:
             self._faults.hit("provider_answer", state.link_key)
-        return read(answer) if isinstance(answer, HttpAnswer) else answer
+        return answer
 
     def _stop_when(self, state: _Attempts, reference: str) -> Callable[[RetryCallState], bool]:
         policy = self.policy

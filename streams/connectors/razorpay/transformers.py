@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from streams.config import RazorpayCredentials
+from streams.connectors.razorpay.account import RazorpayAccount
 from streams.connectors.base import (
     HttpAnswer, HttpCall, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
     Unsupported,
@@ -169,7 +169,7 @@ class RazorpayConnector:
         return None
 
     def create_call(self, request: Mapping[str, Any], reference: str,
-                    account: RazorpayCredentials) -> HttpCall:
+                    account: RazorpayAccount) -> HttpCall:
         """The create request. Never raises on a schema-valid request, and always sends
         an expiry that was asked for (:meth:`unsupported` turns away one the provider
         would refuse or not keep)."""
@@ -199,7 +199,7 @@ class RazorpayConnector:
         return HttpCall("POST", CREATE_PATH, json=body,
                         headers={"X-Payout-Idempotency": reference})
 
-    def lookup_call(self, reference: str) -> HttpCall:
+    def lookup_call(self, reference: str, account: Any = None) -> HttpCall:
         return HttpCall("GET", LIST_PATH, params={"receipt": reference, "count": "100"})
 
     def read_create(self, answer: HttpAnswer, sent: HttpCall | None = None) -> ProviderOutcome:
@@ -211,9 +211,12 @@ class RazorpayConnector:
                     sent: HttpCall | None = None) -> ProviderOutcome:
         if answer.status != 200:
             outcome = _error_outcome(answer)
-            # A failed lookup created nothing; a rejected one means we can't find out.
-            return outcome if isinstance(outcome, (Transient, Rejected)) else Transient(
-                "lookup_unanswered", answer.status)
+            # A lookup creates nothing, and a refused one (400/401/403/404) proves nothing
+            # about whether a link exists (DESIGN.md rule 2): ask again, never fail.
+            if isinstance(outcome, Transient):
+                return outcome
+            reason = outcome.code if isinstance(outcome, Rejected) else "unanswered"
+            return Transient(f"lookup_refused:{reason}", answer.status)
         body = _json(answer.body)
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
