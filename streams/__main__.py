@@ -8,6 +8,7 @@ could not decode every Kafka codec or is configured with an unknown one.
 """
 import asyncio
 import os
+import sys
 
 from streams.config import Settings
 from streams.preflight import COMPRESSION_ENV, require_codecs, require_valid_compression
@@ -22,7 +23,13 @@ if os.environ.get("PAYOUT_EVENT_LOOP", "uvloop") == "uvloop":
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
-from streams.app import app  # noqa: E402
+from streams.config import ConfigError  # noqa: E402
+
+try:
+    from streams.app import app  # noqa: E402  (reads and checks the settings)
+except ConfigError as exc:  # one line for the operator, no traceback
+    print(f"payout worker: configuration error: {exc}", file=sys.stderr)
+    sys.exit(2)
 import streams.agents.requests  # noqa: E402,F401  (registers the agent)
 import streams.agents.unresolved  # noqa: E402,F401  (registers the re-drive timer)
 

@@ -386,7 +386,7 @@ def _envelope(event_type: str, event_id: str, merchant_id: str | None,
 
 
 def created_event(request: Mapping[str, Any], *, connector: str, connector_payout_id: str,
-                  url: str, payout_status: str, connector_status: str, reference: str,
+                  url: str | None, payout_status: str, connector_status: str, reference: str,
                   expires_at: str | None) -> dict[str, Any]:
     key = link_key(request["merchant_id"], request["merchant_payout_id"])
     event = _envelope(CREATED, deterministic_event_id(key, CREATED),

@@ -32,7 +32,7 @@ class HttpAnswer:
 @dataclass(frozen=True)
 class LinkCreated:
     connector_payout_id: str
-    url: str
+    url: str | None  # None: the link exists but the provider gave no URL (yet)
     connector_status: str
     payout_status: str
     expires_at: str | None
