@@ -198,6 +198,12 @@ class DeliveryGuard:
         """
         now = self._clock()
         starving = now - self._last_admitted_at >= self._stall_after_s
+        # A partition this worker took over but that never handed a record over is
+        # watched too: a new owner whose fetcher never serves a taken-over partition
+        # would otherwise wait for ever (measured: survivors idle with requests waiting).
+        for tp in sorted(self._owned() - self._cursors.keys()):
+            start = await self._start_offset(tp)
+            self._cursors.setdefault(tp, PartitionCursor(start, since=now))
         for tp, cursor in list(self._cursors.items()):
             if self._cursors.get(tp) is not cursor or tp not in self._consumer.assignment():
                 continue
@@ -211,7 +217,8 @@ class DeliveryGuard:
                 continue
             position = await asyncio.wait_for(self._consumer.position(tp), self._stall_after_s)
             if position is None or position <= cursor.next_offset:
-                cursor.since = now
+                # Not even fetched: does the broker hold records the agent never saw?
+                await self._restart_unfetched(tp, cursor, now)
                 continue
             if self._cursors.get(tp) is not cursor:
                 continue
@@ -223,6 +230,27 @@ class DeliveryGuard:
                 await self._seek(tp, cursor, first)
             else:
                 cursor.since = now
+
+    def _owned(self) -> set[TP]:
+        return {tp for tp in self._consumer.assignment() if tp.topic in self._topics}
+
+    async def _restart_unfetched(self, tp: TP, cursor: PartitionCursor, now: float) -> None:
+        """Records past the cursor that were never fetched: resume the partition (in case
+        it was left paused around a rebalance) and fetch again from the cursor."""
+        ends = await asyncio.wait_for(self._consumer.highwaters(tp), self._stall_after_s)
+        end = ends.get(tp)
+        if end is None or end <= cursor.next_offset or self._cursors.get(tp) is not cursor:
+            cursor.since = now
+            return
+        first = await self._probe.first_offset(tp, cursor.next_offset, end)
+        if first is None or first >= end or self._cursors.get(tp) is not cursor:
+            cursor.since = now  # only markers past the cursor, or the broker can't say
+            return
+        log.warning("%s/%s: offsets from %d up to %d were never fetched for this owner; "
+                    "resuming the partition and fetching them", tp.topic, tp.partition,
+                    first, end)
+        self._consumer.resume_partitions({tp})
+        await self._seek(tp, cursor, first)
 
     async def _resolve_gap(self, tp: TP, cursor: PartitionCursor, offset: int) -> Verdict:
         first = await self._probe.first_offset(tp, cursor.next_offset, offset)

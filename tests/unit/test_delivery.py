@@ -39,6 +39,9 @@ class FakeConsumer:
     positions: dict = field(default_factory=dict)
     sought: list = field(default_factory=list)
     _unacked_messages: set = field(default_factory=set)
+    extra_assigned: set = field(default_factory=set)
+    ends: dict = field(default_factory=dict)
+    resumed: set = field(default_factory=set)
 
     @property
     def _committed_offset(self) -> dict:
@@ -54,7 +57,13 @@ class FakeConsumer:
         return self.positions.get(tp)
 
     def assignment(self):
-        return {REQ}
+        return {REQ, *self.extra_assigned}
+
+    async def highwaters(self, *tps):
+        return {tp: self.ends.get(tp, 0) for tp in tps}
+
+    def resume_partitions(self, tps) -> None:
+        self.resumed.update(tps)
 
 
 @dataclass
@@ -213,3 +222,34 @@ async def test_any_lost_offsets_are_all_processed_exactly_once(lost: set[int]) -
         if len(consumer.sought) > sought:  # the broker serves the seek
             stream = list(range(consumer.sought[-1][1], 10))
     assert processed == list(range(10))
+
+
+async def test_a_taken_over_partition_that_never_delivers_is_fetched_again() -> None:
+    """Issue 10: a new owner idle on an empty queue while a partition it took over holds
+    records. The watchdog covers partitions that never delivered a record too."""
+    other = TP("payout-link-requested", 5)
+    consumer = FakeConsumer(committed={other: 40}, positions={other: 40},
+                            extra_assigned={other}, ends={other: 52})
+    now = [100.0]
+    guard = DeliveryGuard(consumer, ["payout-link-requested"],  # type: ignore[arg-type]
+                          FakeProbe(deliverable=set(range(40, 52))), stall_after_s=5.0,
+                          clock=lambda: now[0])
+    await guard.watch()  # first sight: a cursor from the committed offset, a timer
+    assert consumer.sought == []
+    now[0] += 6.0  # nothing handed over for longer than the stall bound
+    await guard.watch()
+    assert (other, 40) in consumer.sought and other in consumer.resumed
+
+
+async def test_an_idle_partition_with_nothing_past_its_cursor_is_left_alone() -> None:
+    other = TP("payout-link-requested", 5)
+    consumer = FakeConsumer(committed={other: 40}, positions={other: 40},
+                            extra_assigned={other}, ends={other: 41})
+    now = [100.0]
+    guard = DeliveryGuard(consumer, ["payout-link-requested"],  # type: ignore[arg-type]
+                          FakeProbe(deliverable=set()), stall_after_s=5.0,
+                          clock=lambda: now[0])  # offset 40 is a transaction marker
+    await guard.watch()
+    now[0] += 6.0
+    await guard.watch()
+    assert consumer.sought == [] and consumer.resumed == set()
