@@ -1,0 +1,105 @@
+"""The worker's Cashfree client: create / look up a Cashgram → one outcome, never raising.
+
+Beyond the shared HTTP flow (:class:`~streams.connectors.http.HttpProviderClient`) it
+knows three Cashfree facts:
+
+* **409 ``cashgram_id_already_exists`` is success**: our ``cashgramId`` is the link's
+  deterministic reference, so an earlier attempt created the Cashgram. The create
+  answers what :meth:`lookup` finds, and ``Unknown`` if the lookup can't say, so the
+  link is looked up again later and never failed.
+* **A refused token is renewed precisely**: the token a call was refused with is
+  dropped (only if still current) and the call sent once more with a fresh one.
+* **Refused credentials** fail a create definitely (``provider_authentication_failed``)
+  but are only a ``Transient`` for a lookup, which never proves anything by failing.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+from streams.connectors.base import (
+    HttpAnswer, HttpCall, LinkCreated, ProviderOutcome, Transient, Unknown,
+)
+from streams.connectors.cashfree.account import CashfreeAccount
+from streams.connectors.cashfree.auth import CashfreeAuth, CredentialsRefused
+from streams.connectors.cashfree.transformers import CashfreeConnector
+from streams.connectors.http import AuthUnavailable, HttpProviderClient
+from streams.connectors.transport import ProviderTransport
+
+log = logging.getLogger(__name__)
+
+REMEMBERED_EXPIRIES = 65_536  # ~ a few MB: covers every link in flight on a worker
+
+
+class CashfreeClient(HttpProviderClient):
+    transformers: CashfreeConnector
+    auth: CashfreeAuth
+
+    def __init__(self, transport: ProviderTransport, transformers: CashfreeConnector,
+                 auth: CashfreeAuth, *, remembered: int = REMEMBERED_EXPIRIES) -> None:
+        super().__init__(transport, transformers, auth)
+        # reference → the linkExpiry last sent for it: a status answer states no expiry,
+        # so a Cashgram found by lookup reports the one this worker asked for.
+        self._expiries: OrderedDict[str, str] = OrderedDict()
+        self._remembered = remembered
+
+    async def create(self, prepared: HttpCall, account: CashfreeAccount) -> ProviderOutcome:
+        body = prepared.json or {}
+        reference = body.get("cashgramId", "")
+        self._remember(reference, body.get("linkExpiry"))
+        try:
+            answer = await self._send(prepared, account)
+        except CredentialsRefused as refused:
+            return refused.refusal  # nothing was sent: definite
+        if not isinstance(answer, HttpAnswer):
+            return answer
+        if self.transformers.already_exists(answer):
+            found = await self.lookup(reference, account)
+            if isinstance(found, LinkCreated):
+                return found
+            why = found.reason if isinstance(found, (Transient, Unknown)) else "not_found"
+            log.warning("cashgram %s already exists but its lookup did not answer (%s): "
+                        "it stays in doubt", reference, why)
+            return Unknown(f"cashgram_id_already_exists:{why}", 409)
+        return self.transformers.read_create(answer, prepared)
+
+    async def lookup(self, reference: str, account: CashfreeAccount) -> ProviderOutcome:
+        try:
+            answer = await self._send(self.transformers.lookup_call(reference), account)
+        except CredentialsRefused as refused:
+            return Transient(f"lookup_refused:{refused.refusal.code}", refused.refusal.status_code)
+        if isinstance(answer, Unknown):  # a lookup creates nothing: a lost answer is Transient
+            return Transient(f"lookup_{answer.reason}", answer.status_code)
+        if not isinstance(answer, HttpAnswer):
+            return answer
+        return self.transformers.read_lookup(answer, reference, self._expiries.get(reference))
+
+    async def _send(self, call: HttpCall,
+                    account: CashfreeAccount) -> HttpAnswer | Transient | Unknown:
+        """Send with the account's token; once more with a new one if it is refused.
+
+        A token refusal comes before Cashfree does anything, so the re-send is safe;
+        a second refusal is returned as it is (a create reads it as Rejected).
+        Raises :class:`CredentialsRefused` when authorize refuses the account.
+        """
+        answer: HttpAnswer | Transient | Unknown = Transient("not_sent")
+        for attempt in (1, 2):
+            try:
+                token = await self.auth.token(account)
+            except AuthUnavailable as exc:
+                return Transient(f"auth_unavailable:{exc}")
+            answer = await self.transport.send(call, {"Authorization": f"Bearer {token}"})
+            if not (isinstance(answer, HttpAnswer) and self.auth.refused_token(answer)):
+                return answer
+            if attempt == 1:
+                log.info("%s %s: cashfree refused the token; renewing it", call.method, call.path)
+                self.auth.forget(account, token)
+        return answer
+
+    def _remember(self, reference: str, link_expiry: object) -> None:
+        if not reference or not isinstance(link_expiry, str):
+            return
+        self._expiries[reference] = link_expiry
+        self._expiries.move_to_end(reference)
+        while len(self._expiries) > self._remembered:
+            self._expiries.popitem(last=False)
