@@ -1,0 +1,93 @@
+"""A merchant's Revolut Business API credentials: what the refresh-token flow needs, and
+the account that pays out.
+
+Revolut authenticates a token refresh with a JWT *client assertion* signed by the
+client's private key (RS256, ``iss`` = the redirect domain, ``sub`` = client id, ``aud``
+= ``https://revolut.com``, ``exp``). We take that assertion pre-signed from
+configuration: signing in-process (holding the private key) is future work. So the
+assertion must be rotated before its ``exp`` -- an expired one makes every token refresh
+fail, and new links then fail with ``provider_authentication_failed``. :func:`parse_account`
+refuses one that has already expired, so a worker never starts on it.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Mapping
+
+import orjson
+
+from streams.connectors.provider import CredentialError
+
+FIELDS = ("client_id", "refresh_token", "client_assertion", "account_id")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# What may travel in a form field or a header without escaping surprises.
+_PRINTABLE = re.compile(r"[\x21-\x7e]{1,4096}")
+
+
+@dataclass(frozen=True)
+class RevolutAccount:
+    """Typed credentials; ``repr`` shows the client id only (secrets never reach a log)."""
+
+    client_id: str
+    refresh_token: str = field(repr=False)
+    client_assertion: str = field(repr=False)
+    account_id: str = field(repr=False)  # the Revolut Business account links are paid from
+
+    @cached_property
+    def token_key(self) -> str:
+        """The access-token cache key: one token per client and refresh token (consent).
+
+        A digest, so the key itself is no secret wherever it might be shown.
+        """
+        digest = hashlib.sha256(f"{self.client_id}\0{self.refresh_token}".encode()).hexdigest()
+        return f"{self.client_id}:{digest[:16]}"
+
+
+def assertion_expiry(assertion: str) -> float | None:
+    """The unverified ``exp`` claim of a JWT, or None when absent or unreadable."""
+    parts = assertion.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1]
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        return None
+    return float(exp)
+
+
+def parse_account(raw: Mapping[str, Any], *, now: float | None = None) -> RevolutAccount:
+    """``{client_id, refresh_token, client_assertion, account_id}``; errors name the field,
+    never its value."""
+    if not isinstance(raw, Mapping):
+        raise CredentialError("(entry)", "must be an object with " + ", ".join(FIELDS))
+    values: dict[str, str] = {}
+    for name in FIELDS:
+        value = raw.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise CredentialError(name, "missing or not a non-empty string")
+        if not _PRINTABLE.fullmatch(value):
+            raise CredentialError(name, "must be 1 to 4096 printable ASCII characters, no spaces")
+        values[name] = value
+    unknown = sorted(set(raw) - set(values))
+    if unknown:
+        raise CredentialError(unknown[0], "is not a Revolut credential field")
+    if not _UUID.fullmatch(values["account_id"]):
+        raise CredentialError("account_id", "must be the Revolut account's UUID")
+    if not _JWT.fullmatch(values["client_assertion"]):
+        raise CredentialError("client_assertion", "must be a JWT (header.claims.signature)")
+    exp = assertion_expiry(values["client_assertion"])
+    if exp is not None and exp <= (time.time() if now is None else now):
+        raise CredentialError("client_assertion", "has expired: sign and configure a new one")
+    values["account_id"] = values["account_id"].lower()
+    return RevolutAccount(**values)
