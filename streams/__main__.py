@@ -4,19 +4,25 @@ Faust's own ``--loop`` option is accepted but ignored by this faust-streaming re
 so the policy is set here. uvloop measurably lowers the event loop's share of the
 worker's CPU (docs/benchmarks.md); set ``PAYOUT_EVENT_LOOP=asyncio`` to compare.
 Before anything else, ``streams.preflight`` refuses to start (exit 2) a worker that
-could not decode every Kafka codec or is configured with an unknown one.
+could not decode every Kafka codec or is configured with an unknown one, and
+``streams.faust_internals`` one whose Faust, mode or aiokafka is not the version its
+private-API reaches were written against.
 """
 import asyncio
 import os
 import sys
 
 from streams.config import Settings
+from streams.faust_internals import check_versions
 from streams.preflight import COMPRESSION_ENV, require_codecs, require_valid_compression
 
 # Before the app is imported (which reads the settings and builds the producer): a
 # worker that could not decode a compressed batch would crash-loop on it instead.
 require_codecs("payout worker")
 require_valid_compression(os.environ.get(COMPRESSION_ENV, Settings.producer_compression))
+# The Faust internals the worker reaches into must be those it was written against
+# (PAYOUT_ALLOW_UNTESTED_FAUST=1 makes an untested version a warning).
+check_versions("payout worker")
 
 if os.environ.get("PAYOUT_EVENT_LOOP", "uvloop") == "uvloop":
     import uvloop

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import faust
-from faust.types.tuples import FutureMessage
 
 from streams.config import Settings, load_settings
+from streams.faust_internals import AwaitableWritesTable
 from streams.preflight import compression_type
 from streams.shutdown import BoundedShutdownApp, PayoutWorker, ShutdownBounds
 
@@ -48,22 +47,16 @@ app = BoundedShutdownApp(
 )
 
 
-class LinkTable(faust.Table):
+class LinkTable(AwaitableWritesTable):
     """A table whose writes can be awaited until the changelog holds them.
 
     The ``creating`` record must be durable *before* a provider call, or a crash
     could leave a link at the provider that no record remembers.
     """
 
-    _last_write: FutureMessage
-
-    def on_key_set(self, key: Any, value: Any) -> None:
-        self._last_write = self.send_changelog(self.partition_for_key(key), key, value)
-        self._sensor_on_set(self, key, value)
-
     async def put_durably(self, key: str, value: bytes) -> None:
         self[key] = value
-        await self._last_write
+        await self.last_write
 
 
 def _topic(name: str, internal: bool = False) -> faust.TopicT:

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP, ConsumerT, EventT
 from mode import ServiceT
 
-from streams.inflight import release_unacked
+from streams.faust_internals import committed_offset, release_unacked, seek_without_wait
 
 log = logging.getLogger(__name__)
 
@@ -269,19 +269,8 @@ class DeliveryGuard:
     async def _seek(self, tp: TP, cursor: PartitionCursor, offset: int) -> None:
         cursor.seek_back(offset, self._clock())
         self.seeks += 1
-        thread = getattr(self._consumer, "_thread", None)
-        if thread is None:
-            await self._consumer.seek(tp, offset)
-            return
-
-        # In the consumer's own thread (aiokafka's seek wakes that thread's loop), and
-        # without waiting for the new position as Faust's seek_wait does: that wait
-        # holds the thread, and the fetch that would answer it queues behind it.
-        async def seek_in_consumer_thread() -> None:
-            thread._ensure_consumer().seek(TopicPartition(tp.topic, tp.partition), offset)
-
-        await thread.call_thread(seek_in_consumer_thread)
-        self._consumer._read_offset[tp] = offset or None  # type: ignore[attr-defined]
+        # In the consumer's thread, without Faust's wait for the new position.
+        await seek_without_wait(self._consumer, tp, offset)
 
     async def _start_offset(self, tp: TP) -> int:
         """The group's committed offset, asked of the broker; else the log start.
@@ -289,13 +278,7 @@ class DeliveryGuard:
         Not Faust's cached copy: it can lag a rebalance, and starting below the real
         committed offset would replay a partition from its beginning.
         """
-        thread = getattr(self._consumer, "_thread", None)
-        if thread is None:
-            committed = self._consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
-        else:
-            aiokafka_consumer = thread._ensure_consumer()
-            committed = await thread.call_thread(
-                aiokafka_consumer.committed, TopicPartition(tp.topic, tp.partition))
+        committed = await committed_offset(self._consumer, tp)
         if committed is not None and committed > 0:
             return committed
         earliest = await self._consumer.earliest_offsets(tp)  # type: ignore[attr-defined]

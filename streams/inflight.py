@@ -25,6 +25,8 @@ from weakref import WeakSet
 
 from faust.types import TP, ConsumerT, EventT, Message
 
+from streams.faust_internals import Ack, release_unacked, replace_consumer_ack
+
 log = logging.getLogger(__name__)
 
 
@@ -38,15 +40,6 @@ class _Slot:
 _settled: WeakSet[Message] = WeakSet()
 # The consumer attribute holding the topics guard_acks already guards.
 _GUARDED_TOPICS = "_payout_guarded_topics"
-
-
-def release_unacked(consumer: ConsumerT, message: Message) -> None:
-    """Tell Faust a record it handed out will not be acked here.
-
-    Faust waits for every record it delivered to be acked before finishing a
-    rebalance (``stream_wait_empty``); a record this worker skips must not hold that up.
-    """
-    consumer._unacked_messages.discard(message)  # type: ignore[attr-defined]
 
 
 def guard_acks(consumer: ConsumerT, topics: Iterable[str]) -> None:
@@ -67,15 +60,16 @@ def guard_acks(consumer: ConsumerT, topics: Iterable[str]) -> None:
         already.update(topics)
         return
     guarded: set[str] = set(topics)
-    ack = consumer.ack
 
-    def settled_only(message: Message) -> bool:
-        if message.topic in guarded and message not in _settled:
-            release_unacked(consumer, message)
-            return False
-        return ack(message)
+    def settled_only(ack: Ack) -> Ack:
+        def ack_if_settled(message: Message) -> bool:
+            if message.topic in guarded and message not in _settled:
+                release_unacked(consumer, message)
+                return False
+            return ack(message)
+        return ack_if_settled
 
-    consumer.ack = settled_only  # type: ignore[method-assign]
+    replace_consumer_ack(consumer, settled_only)
     setattr(consumer, _GUARDED_TOPICS, guarded)
 
 

@@ -30,6 +30,9 @@ If the process is still alive ``timeout_s`` after the stop began, it ends itself
 Exit codes: 0 after a stop signal, :data:`EXIT_FATAL` after a fatal error (whether
 Faust's stop finished or the deadline cut it short), :data:`EXIT_FORCED` when a
 signalled stop overran ``timeout_s``.
+
+The Faust and mode hooks this needs are private in both; they are reached only through
+:mod:`streams.faust_internals` (``HookableApp``, ``HookableWorker``).
 """
 from __future__ import annotations
 
@@ -42,8 +45,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 from weakref import WeakSet
 
-import faust
 from faust.types import ConsumerT
+
+from streams.faust_internals import HookableApp, HookableWorker, limit_consumer_thread_stop
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +154,7 @@ class Abandonable(Protocol):
         """Cancel what is in flight, start nothing more, ack nothing past it; how many."""
 
 
-class BoundedShutdownApp(faust.App):
+class BoundedShutdownApp(HookableApp):
     """A ``faust.App`` whose stop waits for in-flight work at most ``drain_s``."""
 
     def __init__(self, id: str, *, shutdown: ShutdownBounds, **options: Any) -> None:
@@ -177,7 +181,7 @@ class BoundedShutdownApp(faust.App):
             log.warning("%s: abandoned %d pieces of work in flight (left uncommitted, "
                         "redelivered to the partitions' next owner)", why, cancelled)
 
-    async def _consumer_wait_empty(self, consumer: ConsumerT, logger: Any) -> None:
+    async def consumer_wait_empty(self, consumer: ConsumerT, logger: Any) -> None:
         """Faust's wait for in-flight records, replaced by a bounded one when stopping.
 
         During a rebalance (not stopping) Faust's own wait applies. When stopping,
@@ -187,7 +191,7 @@ class BoundedShutdownApp(faust.App):
         survives cancellation and kept waiting until the hard exit.
         """
         if not self.should_stop:
-            await super()._consumer_wait_empty(consumer, logger)
+            await super().consumer_wait_empty(consumer, logger)
             return
         await self._drain_in_flight()
 
@@ -209,17 +213,15 @@ class BoundedShutdownApp(faust.App):
         # Without an assignment Faust skips the wait above; nothing may outlive the stop.
         self.abandon_in_flight("stopping")
 
-    def _new_consumer(self) -> ConsumerT:
-        consumer = super()._new_consumer()
-        thread = getattr(consumer, "_thread", None)
-        if thread is not None:
-            # mode waits 60 s for a consumer thread that died while stopping (measured
-            # with Kafka down), and such a thread never signals it is done.
-            thread.shutdown_timeout = KAFKA_CLIENT_STOP_S
+    def new_consumer(self) -> ConsumerT:
+        consumer = super().new_consumer()
+        # mode waits 60 s for a consumer thread that died while stopping (measured
+        # with Kafka down), and such a thread never signals it is done.
+        limit_consumer_thread_stop(consumer, KAFKA_CLIENT_STOP_S)
         return consumer
 
 
-class PayoutWorker(faust.Worker):
+class PayoutWorker(HookableWorker):
     """Faust's worker, whose every stop ends the process within ``timeout_s``."""
 
     app: BoundedShutdownApp
@@ -231,18 +233,18 @@ class PayoutWorker(faust.Worker):
     def _arm(self, code: int, reason: str) -> None:
         self.app.hard_exit.arm(self.app.shutdown_bounds.timeout_s, code, reason)
 
-    def _on_sigterm(self) -> None:
+    def on_sigterm(self) -> None:
         self._arm(EXIT_FORCED, "SIGTERM")
-        super()._on_sigterm()
+        super().on_sigterm()
 
-    def _on_sigint(self) -> None:
+    def on_sigint(self) -> None:
         self._arm(EXIT_FORCED, "SIGINT")
-        super()._on_sigint()
+        super().on_sigint()
 
-    def _crash(self, reason: BaseException) -> None:
+    def on_crash(self, reason: BaseException) -> None:
         # Every crash without a supervisor walks up to the root service: this worker.
         first = not self.crashed
-        super()._crash(reason)
+        super().on_crash(reason)
         if first:
             log.critical("fatal error, the worker exits: %r", reason)
         self._arm(EXIT_FATAL, f"fatal error {reason!r}")
@@ -264,9 +266,9 @@ class PayoutWorker(faust.Worker):
         self._arm(EXIT_FATAL if self.crash_reason else EXIT_FORCED, "worker stopping")
         super().on_worker_shutdown()
 
-    def _shutdown_loop(self) -> None:
+    def shutdown_loop(self) -> None:
         try:
-            super()._shutdown_loop()
+            super().shutdown_loop()
         except BaseException as exc:
             if self.crash_reason is None:
                 raise

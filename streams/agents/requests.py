@@ -20,6 +20,7 @@ from streams.connectors.guard import ProviderGuard
 from streams.connectors.provider import Endpoint, ProviderClient
 from streams.connectors.registry import PROVIDERS
 from streams.delivery import BrokerGapProbe, DeliveryGuard, InjectedLoss, every
+from streams.faust_internals import set_changelog_buffer_limit
 from streams.inflight import guard_acks
 from streams.faults import Faults, InjectedFault
 from streams.poison import CrashMarker
@@ -67,7 +68,7 @@ def tune_runtime() -> None:
     producer buffer (130-190 times per 20k links at full load); and full garbage
     collections over the startup heap paused the loop 44-64 ms every ~2 s.
     """
-    app.producer.buffer.max_messages = settings.changelog_buffer_max
+    set_changelog_buffer_limit(app, settings.changelog_buffer_max)
     gc.freeze()  # what exists after startup lives for the whole process
     gc.set_threshold(50_000, 20, 20)
 

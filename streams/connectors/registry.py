@@ -9,8 +9,12 @@ from __future__ import annotations
 from typing import Mapping
 
 from streams.connectors.provider import Provider
+from streams.connectors.cashfree import PROVIDER as CASHFREE
 from streams.connectors.razorpay import PROVIDER as RAZORPAY
+from streams.connectors.revolut import PROVIDER as REVOLUT
 
 PROVIDERS: Mapping[str, Provider] = {
     RAZORPAY.name: RAZORPAY,
+    CASHFREE.name: CASHFREE,
+    REVOLUT.name: REVOLUT,
 }

@@ -1,9 +1,12 @@
 """``make chaos``: the pipeline under crashes, provider faults, duplicates and bad input.
 
-Requests are produced over a while; meanwhile workers are SIGKILLed and restarted,
-Kafka itself is stopped and started once, and the simulator injects 5xx, 429,
-timeouts and responses lost after the link was created. Afterwards :func:`check`
-reads every outcome and the simulator's ledger and accounts for each input.
+Requests for merchants on every registered provider are produced over a while;
+meanwhile workers are SIGKILLed and restarted, Kafka itself is stopped and started once,
+every provider's simulator injects 5xx, 429, timeouts and responses lost after the link
+was created (Cashgram's duplicate-id 409 follows those), Cashgram tokens expire all the
+time and are revoked once mid-run, and Revolut's simulator does not honour request_id
+idempotency (we must never depend on it). Afterwards :func:`check` reads every outcome
+and every provider's ledger and accounts for each input.
 """
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ from streams.devkit.broker import Broker, broker_from_environment
 from streams.devkit.harness import (
     TOPICS, Outcomes, OutcomeReader, WorkerProcess, create_topics, outcome_key,
 )
-from streams.devkit.simulator import SimulatorProcess
-from streams.devkit.traffic import GARBAGE, invalid_request, key_of, valid_request
+from streams.connectors.registry import PROVIDERS
+from streams.devkit.sims.fleet import SimulatorFleet
+from streams.devkit.traffic import DEMO_MERCHANTS, GARBAGE, invalid_request, key_of, valid_request
 from streams.processor import home_partition
 from streams.preflight import require_codecs
 
@@ -51,7 +55,8 @@ class ChaosConfig:
     malformed_ratio: float = 0.01
     faults: Mapping[str, float] = field(default_factory=lambda: {
         "error_5xx": 0.05, "throttle_429": 0.05, "lost_after_create": 0.03,
-        "timeout_before_create": 0.02})
+        "timeout_before_create": 0.02})  # at every provider's simulator
+    cashfree_token_ttl_s: float = 20.0
     latency_ms: float = 40.0
     jitter_ms: float = 20.0
     produce_seconds: float = 30.0
@@ -85,6 +90,19 @@ class Input:
     answer_key: str  # the outcome key that answers it (link key, or raw key)
 
 
+def merchant_request(n: int, run: str) -> dict[str, Any]:
+    """Request ``n`` for one of the demo's merchants whose currency some provider serves."""
+    served = {c for p in PROVIDERS.values() for c in p.currencies}
+    merchants = [m for m in DEMO_MERCHANTS if m[1] in served]
+    merchant, currency = merchants[n % len(merchants)]
+    request = valid_request(n, merchant_id=merchant, run=run, rng=random.Random(n))
+    if currency != "INR":
+        request["amount"] = {"minor_amount": 500 + n % 200_000, "currency": currency}
+        request.pop("purpose", None)
+        request["notify"] = {"sms": False, "email": False}  # the link goes out by us
+    return request
+
+
 def plan_inputs(cfg: ChaosConfig, run: str) -> list[Input]:
     """Mostly valid requests; re-sends and conflicts placed after their original."""
     rng = random.Random(cfg.seed)
@@ -92,7 +110,7 @@ def plan_inputs(cfg: ChaosConfig, run: str) -> list[Input]:
     n_conflict = int(cfg.requests * cfg.conflict_ratio)
     n_bad = int(cfg.requests * cfg.malformed_ratio)
     n_valid = cfg.requests - n_dup - n_conflict - n_bad
-    valid = [valid_request(n, run=run, rng=random.Random(n)) for n in range(n_valid)]
+    valid = [merchant_request(n, run) for n in range(n_valid)]
     placed: list[tuple[float, Input]] = [
         (i, Input("valid", key_of(r), orjson.dumps(r), key_of(r).decode()))
         for i, r in enumerate(valid)]
@@ -137,6 +155,7 @@ class Report:
     outcome_events: Counter = field(default_factory=Counter)
     republished: int = 0
     answered_at_kills: list[int] = field(default_factory=list)
+    false_failures: list[str] = field(default_factory=list)
     poison_injected: int = 0
     poison_accounted: int = 0
     stalls: list[str] = field(default_factory=list)
@@ -145,12 +164,14 @@ class Report:
     def ok(self) -> bool:
         total = sum(self.inputs.values())
         return (not self.lost and not self.duplicate_links and not self.unaccounted
+                and not self.false_failures
                 and self.one_outcome == total and not self.stalls
                 and self.poison_accounted == self.poison_injected)
 
     def final_line(self) -> str:
         return (f"chaos: {sum(self.inputs.values())} requests, {self.one_outcome} with one outcome, "
                 f"{len(self.lost)} lost, {len(self.duplicate_links)} duplicate links, "
+                f"{len(self.false_failures)} false failures, "
                 f"{len(self.unaccounted)} unaccounted inputs; "
                 f"poison: {self.poison_injected} injected, {self.poison_accounted} accounted, "
                 f"{len(self.stalls)} stalls")
@@ -235,6 +256,9 @@ def check(inputs: list[Input], outcomes: Outcomes,
             report.unaccounted.append(f"{key}: created event names a link the provider lacks")
         if not created and links:
             report.unaccounted.append(f"{key}: provider holds a link but no created outcome")
+        if links and any(e["event_type"] == TOPICS.failed and e["scope"] == "link"
+                         for e in by_key.get(key, [])):
+            report.false_failures.append(key)  # payout-link-failed for a link that exists
     return report
 
 
@@ -250,7 +274,8 @@ def print_report(report: Report, extra: Mapping[str, Any]) -> None:
     for name, value in extra.items():
         print(f"{name:<34} {value}")
     for label, items in (("lost", report.lost), ("duplicate links", report.duplicate_links),
-                         ("unaccounted", report.unaccounted), ("stalled", report.stalls)):
+                         ("unaccounted", report.unaccounted), ("stalled", report.stalls),
+                         ("false failure", report.false_failures)):
         for item in items[:10]:
             print(f"  {label}: {item}")
     print(report.final_line(), flush=True)
@@ -259,15 +284,23 @@ def print_report(report: Report, extra: Mapping[str, Any]) -> None:
 # --- the run ---------------------------------------------------------------------------
 
 
+def _producer(bootstrap: str, codec: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                            enable_idempotence=True, request_timeout_ms=15_000,
+                            metadata_max_age_ms=2_000,
+                            compression_type=None if codec == "none" else codec)
+
+
 async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
                          codecs: tuple[str, ...] = ("none",)) -> None:
-    """Idempotent producers, one per codec, batches rotating through them: they ride out
-    the Kafka restart by retrying internally, without ever writing a record twice."""
-    producers = [AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                  enable_idempotence=True, request_timeout_ms=20_000,
-                                  metadata_max_age_ms=2_000,
-                                  compression_type=None if codec == "none" else codec)
-                 for codec in codecs]
+    """Idempotent producers, one per codec, batches rotating through them.
+
+    A batch that fails (the Kafka outage outlasted a request) is sent again by a fresh
+    producer for that codec: one that sat idle through the restart can take minutes to
+    recover its connection and producer id. A record that did land is then sent twice,
+    which is a duplicate request, handled and accounted like any other.
+    """
+    producers = [_producer(bootstrap, codec) for codec in codecs]
     for producer in producers:
         await producer.start()
     try:
@@ -275,24 +308,34 @@ async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
         size = max(1, -(-len(inputs) // batches))
         started = time.monotonic()
         for n, i in enumerate(range(0, len(inputs), size)):
-            producer = producers[n % len(producers)]
+            slot = n % len(producers)
             for attempt in range(1, 31):
+                producer = producers[slot]
                 try:
                     sent = [await producer.send(TOPICS.requested, x.value, key=x.key)
                             for x in inputs[i:i + size]]
                     await asyncio.gather(*sent)
                     break
                 except KafkaError:
-                    # The Kafka outage outlasted a request: send the batch again. A record
-                    # that did land is then re-sent, which is a duplicate request, handled
-                    # (and accounted) like any other.
+                    try:
+                        await asyncio.wait_for(producer.stop(), 5)
+                    except (asyncio.TimeoutError, KafkaError):
+                        pass
                     await asyncio.sleep(min(5.0, 0.5 * attempt))
+                    producers[slot] = _producer(bootstrap, codecs[slot])
+                    try:
+                        await producers[slot].start()
+                    except KafkaError:
+                        pass  # Kafka still down: the next attempt finds out
             lag = started + (i // size + 1) * seconds / batches - time.monotonic()
             if lag > 0:
                 await asyncio.sleep(lag)  # pacing the offered load, not synchronising
     finally:
         for producer in producers:
-            await producer.stop()
+            try:
+                await asyncio.wait_for(producer.stop(), 10)
+            except (asyncio.TimeoutError, KafkaError):
+                pass
 
 
 class RunLog(list):
@@ -320,7 +363,7 @@ async def _start(worker: WorkerProcess, log: list[str]) -> bool:
 
 async def _monkey(cfg: ChaosConfig, broker: Broker, workers: list[WorkerProcess],
                   locks: dict[int, asyncio.Lock], reader: OutcomeReader, rng: random.Random,
-                  log: list[str], kills_at: list[int]) -> None:
+                  log: list[str], kills_at: list[int], fleet: SimulatorFleet) -> None:
     """SIGKILL workers at random moments while outcomes are flowing; restart Kafka once."""
     kafka_after = {max(1, cfg.kills // 2)} if cfg.kafka_restarts else set()
     for n in range(1, cfg.kills + 1):
@@ -339,6 +382,9 @@ async def _monkey(cfg: ChaosConfig, broker: Broker, workers: list[WorkerProcess]
             answered = len(reader.outcomes.arrival)
             kills_at.append(answered)
             log.append(f"kill {n}: worker pid {pid} SIGKILLed with {answered} inputs answered")
+            if n == 1:  # every Cashgram token dies at once: the next calls must refresh
+                await asyncio.to_thread(fleet.cashfree.revoke_tokens)
+                log.append("cashgram tokens revoked")
             if n in kafka_after:
                 await asyncio.to_thread(broker.stop)
                 log.append("kafka stopped")
@@ -366,7 +412,10 @@ async def _supervise(workers: list[WorkerProcess], locks: dict[int, asyncio.Lock
             pass
 
 
-async def run(cfg: ChaosConfig, broker: Broker, simulator: SimulatorProcess,
+DEMO_ROUTING = '{"m_in_cashgram": ["cashfree"]}' if "cashfree" in PROVIDERS else "{}"
+
+
+async def run(cfg: ChaosConfig, broker: Broker, fleet: SimulatorFleet,
               workdir: Path) -> Report:
     run_id = uuid.uuid4().hex[:8]
     rng = random.Random(cfg.seed)
@@ -376,7 +425,9 @@ async def run(cfg: ChaosConfig, broker: Broker, simulator: SimulatorProcess,
            "PAYOUT_STANDBY_REPLICAS": str(cfg.standby_replicas),
            "PAYOUT_FAULTS": POISON_FAULTS if cfg.poison else "",
            "PAYOUT_UNRESOLVED_RETRY_S": "2", "PAYOUT_UNRESOLVED_RETRY_MAX_S": "10"}
-    workers = [WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url=simulator.url,
+    env.update(fleet.worker_env())
+    env["PAYOUT_ROUTING"] = DEMO_ROUTING
+    workers = [WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url="",
                              data_dir=workdir / f"worker-{i}", log_path=workdir / f"worker-{i}.log",
                              app_id=f"chaos-{run_id}", partitions=cfg.partitions, extra_env=env)
                for i in range(cfg.workers)]
@@ -392,7 +443,7 @@ async def run(cfg: ChaosConfig, broker: Broker, simulator: SimulatorProcess,
             supervisor = asyncio.create_task(_supervise(workers, locks, stop, log))
             producing = asyncio.create_task(
                 _paced_produce(broker.bootstrap_servers, inputs, cfg.produce_seconds, cfg.codecs))
-            await _monkey(cfg, broker, workers, locks, reader, rng, log, kills_at)
+            await _monkey(cfg, broker, workers, locks, reader, rng, log, kills_at, fleet)
             await producing
             log.append("all inputs produced; waiting for outcomes")
             missing = await reader.wait_for({i.answer_key for i in inputs}, cfg.deadline_s)
@@ -412,16 +463,22 @@ async def run(cfg: ChaosConfig, broker: Broker, simulator: SimulatorProcess,
         stop.set()
         for w in workers:
             w.stop()
-    ledger = simulator.ledger()["by_receipt"]
+    by_provider = fleet.links_by_reference()
+    ledger: dict[str, list[str]] = {}
+    for refs in by_provider.values():  # a key with links at two providers is a duplicate too
+        for ref, ids in refs.items():
+            ledger.setdefault(ref, []).extend(ids)
     report = check(inputs, outcomes, ledger, cfg.partitions)
     report.answered_at_kills = kills_at
-    stats = simulator.stats()
+    mine = {link_reference(i.answer_key) for i in inputs}
     extra = {"workers SIGKILLed": sum(1 for line in log if line.startswith("kill")),
              "kafka restarts": sum(1 for line in log if line == "kafka started"),
              "self-exited workers restarted": sum(1 for line in log if "by itself" in line),
-             "provider faults injected": dict(stats.get("faults", {})),
-             "links at the provider": sum(len(ledger.get(link_reference(i.answer_key), []))
-                                          for i in inputs if i.kind == "valid"),
+             "provider faults injected": {name: dict(sim.stats().get("faults", {}))
+                                          for name, sim in fleet.by_provider.items()},
+             "links at each provider": {name: sum(len(ids) for ref, ids in refs.items()
+                                                  if ref in mine)
+                                        for name, refs in by_provider.items()},
              "wall time": f"{time.monotonic() - started:.0f}s"}
     print_report(report, extra)
     return report
@@ -454,10 +511,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting chaos run: {cfg.requests} requests, {cfg.kills} kills, seed {seed}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="payout-chaos-"))
     try:
-        with broker_from_environment(workdir / "kafka") as broker, SimulatorProcess(
-                latency_ms=cfg.latency_ms, jitter_ms=cfg.jitter_ms, faults=cfg.faults,
-                hang_ms=3000, seed=seed) as simulator:
-            report = asyncio.run(run(cfg, broker, simulator, workdir))
+        with broker_from_environment(workdir / "kafka") as broker, SimulatorFleet(
+                latency_ms=cfg.latency_ms, jitter_ms=cfg.jitter_ms,
+                faults={name: cfg.faults for name in ("razorpay", "cashfree", "revolut")},
+                hang_ms=3000, seed=seed, cashfree_token_ttl_s=cfg.cashfree_token_ttl_s,
+                revolut_honour_request_id=False) as fleet:
+            report = asyncio.run(run(cfg, broker, fleet, workdir))
     finally:
         if args.keep_workdir:
             print(f"chaos workdir kept: {workdir}", flush=True)

@@ -1,8 +1,10 @@
 """``make demo``: the real pipeline end to end, with a printed summary.
 
-Starts what isn't running (a Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set, the
-provider simulator, one worker), produces sample requests, waits for every outcome
-with a deadline, prints a summary, and stops everything it started.
+Starts what isn't running (a Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set, every
+provider's simulator, one worker), produces sample requests for merchants in India
+(INR: one on the default provider, one preferring Cashgram links) and Europe (GBP,
+EUR), waits for every outcome with a deadline, prints a summary with a row per
+provider, and stops everything it started.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from pathlib import Path
 from streams.connectors.base import link_reference
 from streams.devkit.broker import broker_from_environment
 from streams.devkit.harness import TOPICS, OutcomeReader, WorkerProcess, create_topics, produce
-from streams.devkit.simulator import SimulatorProcess
-from streams.devkit.traffic import demo_records
+from streams.devkit.sims.fleet import SimulatorFleet
+from streams.devkit.traffic import mixed_records
 from streams.preflight import require_codecs
 
 
@@ -33,9 +35,14 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-async def drive(bootstrap: str, simulator: SimulatorProcess, total: int, run: str,
+# The demo's routing: this merchant prefers Cashgram links; the others take the
+# registry's order for their currency.
+DEMO_ROUTING = '{"m_in_cashgram": ["cashfree"]}'
+
+
+async def drive(bootstrap: str, fleet: SimulatorFleet, total: int, run: str,
                 deadline_s: float) -> int:
-    records = list(demo_records(total, run=run))
+    records = list(mixed_records(total, run=run))
     kinds = {key.decode(): kind for key, _, kind in records}
     async with OutcomeReader(bootstrap) as reader:
         started = time.monotonic()
@@ -55,9 +62,17 @@ async def drive(bootstrap: str, simulator: SimulatorProcess, total: int, run: st
     several = {k for k, evs in answered.items() if len({e["event_id"] for e in evs}) > 1}
     latencies = [(outcomes.arrival[k] - sent[k.encode()]) * 1000 for k in kinds
                  if k in outcomes.arrival]
-    ledger = simulator.ledger()["by_receipt"]
-    at_provider = {k: len(ledger.get(link_reference(k), [])) for k in created}
+    links = fleet.links_by_reference()  # provider -> our reference -> link ids
+    at_provider = {k: sum(len(by_ref.get(link_reference(k), [])) for by_ref in links.values())
+                   for k in kinds}
     duplicate_links = sum(1 for n in at_provider.values() if n > 1)
+    # A failure for a key that has a link at a provider would be a false failure.
+    false_failures = sum(1 for k in failed if at_provider.get(k, 0) > 0
+                         and answered[k][0].get("scope") == "link")
+    by_connector: dict[str, int] = {}
+    for k in created:
+        connector = answered[k][0]["connector"]
+        by_connector[connector] = by_connector.get(connector, 0) + 1
     elapsed = max(finished - started, 1e-9)
 
     print()
@@ -67,10 +82,20 @@ async def drive(bootstrap: str, simulator: SimulatorProcess, total: int, run: st
           f" valid, {sum(1 for k in kinds.values() if k == 'invalid')} invalid, "
           f"{sum(1 for k in kinds.values() if k == 'garbage')} unparseable)")
     print(f"payout-link-created      {len(created):>8}")
-    print(f"payout-link-failed       {len(failed):>8}")
+    codes: dict[str, int] = {}
+    for k in failed:
+        err = answered[k][0]["error"]
+        label = f"{answered[k][0].get('scope')}:{err['code']}"
+        codes[label] = codes.get(label, 0) + 1
+    print(f"payout-link-failed       {len(failed):>8}  "
+          f"({', '.join(f'{n} {c}' for c, n in sorted(codes.items()))})")
     print(f"payout-link-dead-letter  {len(dead):>8}")
-    print(f"links at the provider    {sum(at_provider.values()):>8}  "
-          f"({duplicate_links} link keys with more than one)")
+    print(f"links at the providers   {sum(at_provider.values()):>8}  "
+          f"({duplicate_links} link keys with more than one, {false_failures} false failures)")
+    for provider in sorted(links):
+        held = sum(len(ids) for ref, ids in links[provider].items()
+                   if ref in {link_reference(k) for k in kinds})
+        print(f"  {provider:<22} {by_connector.get(provider, 0):>8} created, {held} links held")
     print(f"requests with >1 outcome {len(several):>8}")
     print(f"throughput               {len(created) / elapsed:>8.1f} links/s "
           f"({len(answered) - len(missing)} outcomes in {elapsed:.1f}s)")
@@ -78,10 +103,12 @@ async def drive(bootstrap: str, simulator: SimulatorProcess, total: int, run: st
           f"p99 {percentile(latencies, 99):.0f} ms")
     for k in sorted(created)[:3]:
         print(f"  {k:<28} {answered[k][0]['url']}")
-    for k in sorted(failed)[:2]:
+    link_failures = sorted(k for k in failed if answered[k][0].get("scope") == "link")
+    for k in (link_failures + sorted(failed))[:3]:
         err = answered[k][0]["error"]
-        print(f"  {k:<28} failed: {err['code']} field={err['field']}")
-    unaccounted = len(missing) + len(several) + duplicate_links
+        print(f"  {k:<28} failed ({answered[k][0].get('connector') or 'no connector'}): "
+              f"{err['code']} field={err['field']}: {err['message'][:80]}")
+    unaccounted = len(missing) + len(several) + duplicate_links + false_failures
     print(f"demo: {total} requested, {len(created)} created, {len(failed)} failed, "
           f"{len(dead)} dead-lettered, {unaccounted} unaccounted", flush=True)
     return 0 if unaccounted == 0 else 1
@@ -104,18 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         broker = stack.enter_context(broker_from_environment(workdir / "kafka"))
         bootstrap = broker.bootstrap_servers
         asyncio.run(create_topics(bootstrap, args.partitions))
-        print(f"Kafka at {bootstrap}; starting the provider simulator "
+        print(f"Kafka at {bootstrap}; starting the provider simulators "
               f"({args.latency_ms:.0f}±{args.jitter_ms:.0f} ms)…", flush=True)
-        simulator = stack.enter_context(
-            SimulatorProcess(latency_ms=args.latency_ms, jitter_ms=args.jitter_ms))
-        worker = WorkerProcess(bootstrap=bootstrap, provider_url=simulator.url,
+        fleet = stack.enter_context(
+            SimulatorFleet(latency_ms=args.latency_ms, jitter_ms=args.jitter_ms))
+        worker = WorkerProcess(bootstrap=bootstrap, provider_url="",
                                data_dir=workdir / "worker", log_path=workdir / "worker.log",
-                               partitions=args.partitions, app_id=f"payout-links-demo-{run}")
+                               partitions=args.partitions, app_id=f"payout-links-demo-{run}",
+                               extra_env={**fleet.worker_env(), "PAYOUT_ROUTING": DEMO_ROUTING})
         stack.callback(worker.stop)
         print("starting the worker…", flush=True)
         worker.start()
         try:
-            return asyncio.run(drive(bootstrap, simulator, args.requests, run, args.deadline_s))
+            return asyncio.run(drive(bootstrap, fleet, args.requests, run, args.deadline_s))
         except BaseException:
             print(f"worker log tail:\n{worker.log_tail()}", file=sys.stderr)
             raise

@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.config import Topics
+from streams.connectors.registry import PROVIDERS
 from streams.devkit.broker import free_port
 from streams.preflight import require_codecs
 
@@ -61,7 +62,6 @@ class WorkerProcess:
         self.env = dict(os.environ)
         self.env.update({
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "RAZORPAY_BASE_URL": provider_url,
             "PAYOUT_DATA_DIR": str(data_dir),
             "PAYOUT_APP_ID": app_id,
             "PAYOUT_TOPIC_PARTITIONS": str(partitions),
@@ -69,6 +69,8 @@ class WorkerProcess:
                                                         os.environ.get("PYTHONPATH")])),
             "PYTHONUNBUFFERED": "1",
         })
+        if provider_url:  # the default provider's simulator: the registry's first provider
+            self.env[next(iter(PROVIDERS.values())).base_url_env] = provider_url
         self.env.update(extra_env or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self._launched_pid: int | None = None

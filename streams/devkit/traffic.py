@@ -73,3 +73,29 @@ def demo_records(total: int, *, run: str, invalid_every: int = 97,
 
 def key_of(request: dict[str, Any]) -> bytes:
     return link_key(request["merchant_id"], request["merchant_payout_id"]).encode()
+
+
+# The demo's merchants: two in India (one prefers Cashgram links, see the demo's
+# PAYOUT_ROUTING; the other takes the registry's default for INR) and one in Europe.
+DEMO_MERCHANTS: tuple[tuple[str, str], ...] = (
+    ("m_in_default", "INR"), ("m_in_cashgram", "INR"), ("m_eu_gbp", "GBP"), ("m_eu_eur", "EUR"))
+
+
+def mixed_records(total: int, *, run: str, invalid_every: int = 97,
+                  garbage_at: tuple[int, ...] = (333, 666)) -> Iterator[tuple[bytes, bytes, str]]:
+    """Like :func:`demo_records`, with requests spread over the demo's merchants."""
+    for key, value, kind in demo_records(total, run=run, invalid_every=invalid_every,
+                                         garbage_at=garbage_at):
+        if kind != "valid":
+            yield key, value, kind
+            continue
+        request = orjson.loads(value)
+        n = int(request["merchant_payout_id"].rsplit("-", 1)[1])
+        merchant, currency = DEMO_MERCHANTS[n % len(DEMO_MERCHANTS)]
+        request["merchant_id"] = merchant
+        if currency != "INR":
+            request["amount"] = {"minor_amount": 500 + n % 200_000, "currency": currency}
+        if currency != "INR":
+            request.pop("purpose", None)
+            request["notify"] = {"sms": False, "email": False}  # the link goes out by us
+        yield key_of(request), orjson.dumps(request), "valid"

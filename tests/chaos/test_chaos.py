@@ -11,7 +11,7 @@ import pytest
 
 from streams.devkit.broker import Broker, broker_from_environment
 from streams.devkit.chaos import ChaosConfig, run
-from streams.devkit.simulator import SimulatorProcess
+from streams.devkit.sims.fleet import SimulatorFleet
 
 pytestmark = pytest.mark.integration
 FAULTS = ChaosConfig().faults
@@ -24,10 +24,11 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture()
-def faulty_simulator() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess(latency_ms=40, jitter_ms=20, faults=FAULTS, hang_ms=3000,
-                          seed=11) as sim:
-        yield sim
+def faulty_simulator() -> Iterator[SimulatorFleet]:
+    with SimulatorFleet(latency_ms=40, jitter_ms=20, hang_ms=3000, seed=11,
+                        faults={p: FAULTS for p in ("razorpay", "cashfree", "revolut")},
+                        cashfree_token_ttl_s=20, revolut_honour_request_id=False) as fleet:
+        yield fleet
 
 
 async def test_small_chaos_run_loses_and_duplicates_nothing(own_broker, faulty_simulator,
@@ -37,6 +38,7 @@ async def test_small_chaos_run_loses_and_duplicates_nothing(own_broker, faulty_s
     assert len(report.answered_at_kills) == 5
     assert min(report.answered_at_kills) < cfg.requests  # kills landed mid-run
     assert report.lost == [] and report.duplicate_links == [] and report.unaccounted == []
+    assert report.false_failures == []
     assert report.poison_injected == report.poison_accounted == 4 and report.stalls == []
     assert report.one_outcome == sum(report.inputs.values()) and report.ok
 

@@ -45,7 +45,8 @@ def test_lost_duplicate_link_and_phantom_link_are_caught() -> None:
     assert any("no created outcome" in u for u in report.unaccounted)
     assert not report.ok
     assert report.final_line() == (
-        "chaos: 2 requests, 1 with one outcome, 1 lost, 1 duplicate links, 1 unaccounted inputs; "
+        "chaos: 2 requests, 1 with one outcome, 1 lost, 1 duplicate links, 0 false failures, "
+        "1 unaccounted inputs; "
         "poison: 0 injected, 0 accounted, 0 stalls")
 
 
@@ -97,3 +98,12 @@ def test_a_poison_record_is_accounted_only_by_its_expected_place_and_stalls_are_
     assert stalled_partitions([p_in, *same], {p_in.answer_key}, 1) == [
         f"poison-raise:{p_in.answer_key}"]
     assert stalled_partitions([p_in, *same], {i.answer_key for i in [p_in, *same]}, 1) == []
+
+
+def test_a_link_failure_for_a_key_with_a_link_at_the_provider_is_a_false_failure() -> None:
+    a, _, inputs = setup()
+    out = Outcomes()
+    out.add(TOPICS.failed, events.failed_event(a, code="provider_rejected", message="m",
+                                               field=None))
+    report = check(inputs[:1], out, {link_reference(inputs[0].answer_key): ["poutlk_a"]})
+    assert report.false_failures == [inputs[0].answer_key] and not report.ok

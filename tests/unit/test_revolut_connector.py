@@ -56,6 +56,7 @@ connector = RevolutConnector(clock=lambda: NOW)
 def request(currency: str = "GBP", minor: int = 12_345, n: int = 1, **fields: Any) -> dict[str, Any]:
     r = valid_request(n)
     r["amount"] = {"minor_amount": minor, "currency": currency}
+    r["notify"] = {"sms": False, "email": False}  # Revolut does not notify recipients
     for key, value in fields.items():
         if value is None:
             r.pop(key, None)
@@ -1103,3 +1104,10 @@ async def test_the_provider_builds_a_working_client(live: Live) -> None:
     created = await client.create(prepared, ACCOUNT)
     assert isinstance(created, LinkCreated)
     assert await client.lookup(REF, ACCOUNT) == created
+
+
+@pytest.mark.parametrize("channel", ["sms", "email"])
+def test_asking_revolut_to_notify_the_recipient_is_refused_naming_the_field(channel: str) -> None:
+    asked = request(notify={"sms": channel == "sms", "email": channel == "email"})
+    refused = PROVIDER.unsupported(asked, NOW)
+    assert refused is not None and refused.field == f"notify.{channel}"

@@ -213,6 +213,14 @@ class RevolutConnector:
             return Unsupported("destination_currency",
                                f"revolut pays out in the amount's currency ({currency})"
                                f" and cannot convert to {destination}")
+        notify = request.get("notify") or {}
+        for channel in ("sms", "email"):
+            if notify.get(channel):
+                # Revolut sends nothing to the recipient: the link goes out through our
+                # own notification services, so a request asking the provider to notify
+                # would silently not be honoured.
+                return Unsupported(f"notify.{channel}", "revolut does not notify the recipient "
+                                   "of a payout link; deliver the URL from payout-link-created")
         expires_at = request.get("expires_at")
         if expires_at is not None:
             try:
