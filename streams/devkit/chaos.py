@@ -363,14 +363,18 @@ async def _start(worker: WorkerProcess, log: list[str]) -> bool:
 
 async def _monkey(cfg: ChaosConfig, broker: Broker, workers: list[WorkerProcess],
                   locks: dict[int, asyncio.Lock], reader: OutcomeReader, rng: random.Random,
-                  log: list[str], kills_at: list[int], fleet: SimulatorFleet) -> None:
+                  log: list[str], kills_at: list[int], fleet: SimulatorFleet,
+                  answer_keys: int) -> None:
     """SIGKILL workers at random moments while outcomes are flowing; restart Kafka once."""
     kafka_after = {max(1, cfg.kills // 2)} if cfg.kafka_restarts else set()
     for n in range(1, cfg.kills + 1):
         seen = len(reader.outcomes.arrival)
 
         async def progressed(seen: int = seen) -> bool:
-            return len(reader.outcomes.arrival) > seen + 10
+            # More answers since the last kill, or none left to wait for (then the
+            # remaining kills land on an idle worker, which must survive them too).
+            arrived = len(reader.outcomes.arrival)
+            return arrived > seen + 10 or arrived >= answer_keys
 
         await reader.wait_until(progressed, 60)
         await asyncio.sleep(rng.uniform(0.2, 2.0))  # a random moment mid-flow
@@ -443,7 +447,8 @@ async def run(cfg: ChaosConfig, broker: Broker, fleet: SimulatorFleet,
             supervisor = asyncio.create_task(_supervise(workers, locks, stop, log))
             producing = asyncio.create_task(
                 _paced_produce(broker.bootstrap_servers, inputs, cfg.produce_seconds, cfg.codecs))
-            await _monkey(cfg, broker, workers, locks, reader, rng, log, kills_at, fleet)
+            await _monkey(cfg, broker, workers, locks, reader, rng, log, kills_at, fleet,
+                          len({i.answer_key for i in inputs}))
             await producing
             log.append("all inputs produced; waiting for outcomes")
             missing = await reader.wait_for({i.answer_key for i in inputs}, cfg.deadline_s)
