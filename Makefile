@@ -30,8 +30,9 @@ integration: install
 	$(PY) -m pytest -ra tests/integration
 
 # Real Kafka, the simulator at 100 ms, one worker; writes bench/results/ and docs/benchmarks.md.
+# BENCH_ARGS=--mix: also traffic over all three providers (python -m bench.run --help).
 bench: install
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 worker: $(VENV)/.installed
 	$(PY) -m streams worker --loglevel info

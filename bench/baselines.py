@@ -69,9 +69,9 @@ if KIND == "bare":
 else:
     import httpx
 
+    from streams.config import load_settings
     from streams.connectors.base import link_reference
     from streams.connectors.razorpay import PROVIDER
-    from streams.config import load_settings
 
     @app.agent(requests, name="bench-naive")
     async def naive(stream: Any) -> None:

@@ -8,11 +8,13 @@ copied into events or logs. Nothing here names a provider: providers come from
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
+
 
 class ConfigError(ValueError):
     """Bad configuration: one line for the operator, never a value of a secret."""

@@ -10,11 +10,12 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import jsonschema_rs
 import orjson
@@ -65,7 +66,7 @@ class SourceRecord:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def link_key(merchant_id: str, merchant_payout_id: str) -> str:
@@ -242,7 +243,7 @@ def _schema_resources() -> Iterable[tuple[str, Resource]]:
         yield contents["$id"], Resource.from_contents(contents)
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator_for(topic: str) -> Draft202012Validator:
     """One compiled validator per topic, shared by the worker and the tests."""
     registry: Registry = Registry().with_resources(_schema_resources())
@@ -277,7 +278,7 @@ def _error_message(error: ValidationError, field: str | None) -> str:
     return message
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fast_request_validator() -> jsonschema_rs.Draft202012Validator:
     schema = orjson.loads((SCHEMA_DIR / f"{REQUESTED}.schema.json").read_bytes())
     return jsonschema_rs.Draft202012Validator(schema, validate_formats=True)

@@ -50,7 +50,8 @@ class Faults:
             try:
                 action, stage, marker = item.split(":", 2)
             except ValueError:
-                raise FaultSpecError(f"PAYOUT_FAULTS entry {item!r} is not action:stage:marker")
+                raise FaultSpecError(
+                    f"PAYOUT_FAULTS entry {item!r} is not action:stage:marker") from None
             if action not in ACTIONS or stage not in STAGES or not marker:
                 raise FaultSpecError(
                     f"PAYOUT_FAULTS entry {item!r}: action must be one of {sorted(ACTIONS)}, "

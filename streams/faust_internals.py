@@ -23,8 +23,9 @@ import importlib.metadata
 import inspect
 import os
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import faust
 from aiokafka import TopicPartition

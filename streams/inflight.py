@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 from weakref import WeakSet
 
 from faust.types import TP, ConsumerT, EventT, Message

@@ -9,8 +9,9 @@ here is pure: bytes and settings in, a classification out.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import orjson
 
@@ -45,7 +46,7 @@ class Valid:
     call: Any  # the provider's prepared create call, or None when unroutable
 
 
-Intake = Union[events.Unparseable, Invalid, Valid]
+Intake = events.Unparseable | Invalid | Valid
 
 
 def _no_report(stage: Stage) -> None:

@@ -11,9 +11,10 @@ Nothing here does I/O; the agent acts on the decisions.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any, Mapping, Union
+from typing import Any
 
 import orjson
 
@@ -60,7 +61,7 @@ class LinkRecord:
         })
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "LinkRecord":
+    def from_bytes(cls, raw: bytes) -> LinkRecord:
         d = orjson.loads(raw)
         topic, partition, offset = d["source"]
         return cls(
@@ -101,7 +102,7 @@ class Conflict:
     existing: LinkRecord
 
 
-Decision = Union[StartCreation, Republish, AlreadySettled, Conflict]
+Decision = StartCreation | Republish | AlreadySettled | Conflict
 
 
 def decide(record: LinkRecord | None, *, link_key: str, fingerprint: str, connector: str,

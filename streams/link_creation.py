@@ -14,13 +14,19 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Union
+from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
 from streams.connectors.base import (
-    LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
+    LinkCreated,
+    NotFound,
+    ProviderOutcome,
+    Rejected,
+    Transient,
+    Unknown,
 )
 from streams.connectors.guard import ProviderGuard
 from streams.connectors.provider import Provider, ProviderClient
@@ -58,7 +64,7 @@ class InDoubt:
     attempts: int
 
 
-CreationResult = Union[LinkCreated, Rejected, RetriesExhausted, InDoubt]
+CreationResult = LinkCreated | Rejected | RetriesExhausted | InDoubt
 
 
 @dataclass

@@ -175,7 +175,7 @@ async def isolate(value: bytes | None, env: dict[str, str] | None = None,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
     try:
         out, _ = await asyncio.wait_for(proc.communicate(value), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         return Verdict(True, _last_stage(b""), f"the step did not finish in {timeout_s:.0f}s")

@@ -12,7 +12,8 @@ no traceback.
 from __future__ import annotations
 
 import sys
-from typing import Callable, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 # Every codec a Kafka producer may choose; a consumer must read them all.
 CODECS: tuple[str, ...] = ("gzip", "snappy", "lz4", "zstd")

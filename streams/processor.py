@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -31,8 +32,8 @@ from streams.connectors.registry import PROVIDERS
 from streams.connectors.routing import Route, Unroutable, route_existing
 from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
-from streams.poison import CrashMarker, Stage, Verdict, isolate
 from streams.link_creation import CallCount, CreationResult, InDoubt, LinkCreator, RetriesExhausted
+from streams.poison import CrashMarker, Stage, Verdict, isolate
 from streams.unresolved import UnresolvedEntry, parked
 
 log = logging.getLogger(__name__)

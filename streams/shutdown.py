@@ -41,8 +41,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 from weakref import WeakSet
 
 from faust.types import ConsumerT
@@ -79,7 +80,7 @@ class ShutdownBounds:
                 f"({self.timeout_s})")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "ShutdownBounds":
+    def from_env(cls, env: Mapping[str, str]) -> ShutdownBounds:
         return cls(drain_s=float(env.get("PAYOUT_SHUTDOWN_DRAIN_S", cls.drain_s)),
                    timeout_s=float(env.get("PAYOUT_SHUTDOWN_TIMEOUT_S", cls.timeout_s)))
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import orjson
 
@@ -37,7 +38,7 @@ class UnresolvedEntry:
                              "retry_at": self.retry_at})
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "UnresolvedEntry":
+    def from_bytes(cls, raw: bytes) -> UnresolvedEntry:
         d = orjson.loads(raw)
         return cls(d["request"], d["reason"], d["attempts"], d["since"], d["retry_at"])
 

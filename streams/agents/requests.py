@@ -13,19 +13,26 @@ import os
 from faust.types import StreamT
 
 from streams.app import (
-    app, created_topic, dead_letter_topic, failed_topic, links, request_channel, routed_topic,
-    settings, unresolved,
+    app,
+    created_topic,
+    dead_letter_topic,
+    failed_topic,
+    links,
+    request_channel,
+    routed_topic,
+    settings,
+    unresolved,
 )
 from streams.connectors.guard import ProviderGuard
 from streams.connectors.provider import Endpoint, ProviderClient
 from streams.connectors.registry import PROVIDERS
 from streams.delivery import BrokerGapProbe, DeliveryGuard, InjectedLoss, every
+from streams.faults import Faults, InjectedFault
 from streams.faust_internals import set_changelog_buffer_limit
 from streams.inflight import guard_acks
-from streams.faults import Faults, InjectedFault
+from streams.link_creation import LinkCreator, RetryPolicy
 from streams.poison import CrashMarker
 from streams.processor import RequestProcessor
-from streams.link_creation import LinkCreator, RetryPolicy
 
 
 def build_clients() -> dict[str, ProviderClient]:

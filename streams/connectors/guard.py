@@ -6,7 +6,7 @@ nothing was created, and the settlement's backoff decides when to try again.
 """
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from streams.connectors.base import HttpAnswer, HttpCall, ProviderOutcome, Transient, Unknown
 from streams.connectors.transport import ProviderTransport

@@ -12,8 +12,9 @@ schema's ``connector`` enum, and docs.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from streams.connectors.base import ProviderOutcome, Unsupported
 

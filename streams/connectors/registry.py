@@ -6,10 +6,10 @@ providers that pay out in a request's currency.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
-from streams.connectors.provider import Provider
 from streams.connectors.cashfree import PROVIDER as CASHFREE
+from streams.connectors.provider import Provider
 from streams.connectors.razorpay import PROVIDER as RAZORPAY
 from streams.connectors.revolut import PROVIDER as REVOLUT
 

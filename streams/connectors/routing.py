@@ -9,8 +9,9 @@ connector decides and routing is never consulted again (DESIGN.md rule 3):
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from streams.config import Settings
 from streams.connectors.registry import PROVIDERS

@@ -10,7 +10,7 @@ including a server dropping the connection after reading the request, to
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import aiohttp

@@ -28,8 +28,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 KAFKA_VERSION = "4.3.1"  # keep in step with <kafka.version> in kafka/pom.xml
 POM = Path(__file__).with_name("kafka") / "pom.xml"
@@ -98,7 +98,7 @@ class Broker:
         self.stop()
         self.start()
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         self.start()
         return self
 
@@ -193,7 +193,7 @@ def broker_ready(host: str, port: int, timeout: float = 2.0) -> bool:
     return correlation == 7 and brokers > 0
 
 
-def wait_until_ready(host: str, port: int, died: Callable[[], Optional[str]],
+def wait_until_ready(host: str, port: int, died: Callable[[], str | None],
                      timeout: float = READY_TIMEOUT_S) -> None:
     """Poll until the broker answers; ``died`` returns a diagnosis if it can't anymore."""
     deadline = time.monotonic() + timeout
@@ -234,8 +234,8 @@ class LocalKafka(Broker):
         self.controller_port = free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
         self.log_file = self.data_dir / "kafka.log"
-        self.pid: Optional[int] = None
-        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self.pid: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._atexit_registered = False
 
     def _write_config(self) -> Path:
@@ -295,7 +295,7 @@ class LocalKafka(Broker):
             self.stop()
             raise
 
-    def _diagnose(self) -> Optional[str]:
+    def _diagnose(self) -> str | None:
         if self._proc is not None and self._proc.poll() is not None:
             return f"the JVM exited with code {self._proc.returncode}"
         return None
@@ -368,7 +368,7 @@ class ContainerKafka(Broker):
         self._wait()
 
     def _wait(self) -> None:
-        def died() -> Optional[str]:
+        def died() -> str | None:
             wrapped = self._container.get_wrapped_container()  # type: ignore[union-attr]
             wrapped.reload()
             if wrapped.status in ("exited", "dead"):
@@ -413,7 +413,7 @@ def broker_from_environment(workdir: Path, *, port: int = 0) -> Broker:
     return LocalKafka(Path(workdir), port=port)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.devkit.broker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, help="broker data dir (default: a temp dir, removed on exit)")

@@ -20,9 +20,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -30,15 +31,20 @@ from aiokafka.errors import KafkaError
 
 from streams import events
 from streams.connectors.base import link_reference
+from streams.connectors.registry import PROVIDERS
 from streams.devkit.broker import Broker, broker_from_environment
 from streams.devkit.harness import (
-    TOPICS, Outcomes, OutcomeReader, WorkerProcess, create_topics, outcome_key,
+    TOPICS,
+    OutcomeReader,
+    Outcomes,
+    WorkerProcess,
+    create_topics,
+    outcome_key,
 )
-from streams.connectors.registry import PROVIDERS
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import DEMO_MERCHANTS, GARBAGE, invalid_request, key_of, valid_request
-from streams.processor import home_partition
 from streams.preflight import require_codecs
+from streams.processor import home_partition
 
 
 @dataclass(frozen=True)
@@ -319,7 +325,7 @@ async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
                 except KafkaError:
                     try:
                         await asyncio.wait_for(producer.stop(), 5)
-                    except (asyncio.TimeoutError, KafkaError):
+                    except (TimeoutError, KafkaError):
                         pass
                     await asyncio.sleep(min(5.0, 0.5 * attempt))
                     producers[slot] = _producer(bootstrap, codecs[slot])
@@ -334,7 +340,7 @@ async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
         for producer in producers:
             try:
                 await asyncio.wait_for(producer.stop(), 10)
-            except (asyncio.TimeoutError, KafkaError):
+            except (TimeoutError, KafkaError):
                 pass
 
 
@@ -412,7 +418,7 @@ async def _supervise(workers: list[WorkerProcess], locks: dict[int, asyncio.Lock
                         await _start(w, log)
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

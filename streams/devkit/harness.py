@@ -13,9 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -261,7 +262,7 @@ class OutcomeReader:
         self._task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
 
-    async def __aenter__(self) -> "OutcomeReader":
+    async def __aenter__(self) -> OutcomeReader:
         self._consumer = AIOKafkaConsumer(
             *OUTCOME_TOPICS, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
             enable_auto_commit=False, group_id=None, metadata_max_age_ms=2000)
@@ -296,7 +297,7 @@ class OutcomeReader:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return True
 

@@ -4,8 +4,8 @@ Each test gets its own broker because the scenario stops and restarts Kafka.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

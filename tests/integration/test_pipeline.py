@@ -53,7 +53,7 @@ async def test_invalid_requests_fail_naming_the_field(broker, simulator, worker,
     async with OutcomeReader(broker.bootstrap_servers) as reader:
         await produce(broker.bootstrap_servers, [(key_of(r), orjson.dumps(r)) for r, _ in bad])
         assert await reader.wait_for(keys, DEADLINE_S) == set()
-        for (request, field), key in zip(bad, keys):
+        for (_request, field), key in zip(bad, keys):
             [failed] = reader.outcomes.for_key(key)
             assert failed["event_type"] == TOPICS.failed
             assert failed["error"]["code"] == "invalid_request"

@@ -11,30 +11,47 @@ import asyncio
 import re
 import socket
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, AsyncIterator, Sequence
+from typing import Any
 
 import orjson
 import pytest
 import pytest_asyncio
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from streams import events
 from streams.connectors.base import (
-    HttpAnswer, HttpCall, LinkCreated, NotFound, Rejected, Transient, Unknown, Unsupported,
+    HttpAnswer,
+    HttpCall,
+    LinkCreated,
+    NotFound,
+    Rejected,
+    Transient,
+    Unknown,
+    Unsupported,
     link_reference,
 )
 from streams.connectors.cashfree import (
-    PROVIDER, CashfreeAccount, CashfreeAuth, CashfreeClient, CashfreeConnector, CashfreeProvider,
+    PROVIDER,
+    CashfreeAccount,
+    CashfreeAuth,
+    CashfreeClient,
+    CashfreeConnector,
+    CashfreeProvider,
 )
 from streams.connectors.cashfree.account import parse_account
 from streams.connectors.cashfree.transformers import AUTHORIZE_PATH, Token
 from streams.connectors.provider import CredentialError, Endpoint
 from streams.devkit.sims.cashfree import (
-    DEFAULT_CREDENTIALS, IST, CashfreeSimConfig, CashfreeSimulator, CashgramRequest, start_server,
+    DEFAULT_CREDENTIALS,
+    IST,
+    CashfreeSimConfig,
+    CashfreeSimulator,
+    CashgramRequest,
+    start_server,
     validate_create,
 )
 from streams.devkit.traffic import valid_request
@@ -70,7 +87,7 @@ def slash(day: date) -> str:
 def end_of_ist_day(day: date) -> str:
     """The instant a Cashgram with this linkExpiry stops being claimable, RFC 3339 UTC."""
     midnight = datetime(day.year, day.month, day.day, tzinfo=IST) + timedelta(days=1)
-    return midnight.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return midnight.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def request(n: int = 1, **changes: Any) -> dict[str, Any]:
@@ -162,7 +179,7 @@ def test_an_ordinary_request_is_supported() -> None:
 
 
 def _rfc3339(unix: float) -> str:
-    return datetime.fromtimestamp(unix, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _without_phone(r: dict[str, Any]) -> None:
@@ -690,7 +707,7 @@ async def test_a_plain_create(cashfree: Cashfree) -> None:
     assert result == LinkCreated(str(cashgram["referenceId"]), cashgram["cashgramLink"], "ACTIVE",
                                  "REQUIRES_PAYOUT_METHOD_DATA", end_of_ist_day(ist_date(3)))
     assert cashgram["linkExpiry"] == slash(ist_date(3)) and cashgram["name"] == r["customer"]["name"]
-    assert datetime.fromtimestamp(cashgram["expiresAt"], timezone.utc).isoformat().replace(
+    assert datetime.fromtimestamp(cashgram["expiresAt"], UTC).isoformat().replace(
         "+00:00", "Z") == result.expires_at  # the simulator's own expiry agrees with ours
     assert (await cashfree.client.lookup(REF, SIM_ACCOUNT)) == result
 

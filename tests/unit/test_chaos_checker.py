@@ -5,7 +5,14 @@ import orjson
 
 from streams import events
 from streams.connectors.base import link_reference
-from streams.devkit.chaos import POISON_KINDS, ChaosConfig, Input, check, plan_inputs, stalled_partitions
+from streams.devkit.chaos import (
+    POISON_KINDS,
+    ChaosConfig,
+    Input,
+    check,
+    plan_inputs,
+    stalled_partitions,
+)
 from streams.devkit.harness import TOPICS, Outcomes
 from streams.devkit.traffic import key_of, valid_request
 

@@ -19,12 +19,12 @@ import pytest
 from streams import events, lifecycle
 from streams.config import load_settings
 from streams.connectors.base import LinkCreated, Rejected, link_reference
+from streams.devkit.traffic import key_of, valid_request
 from streams.faults import Faults, InjectedFault
+from streams.link_creation import CallCount
 from streams.poison import CrashMarker, Stage, isolate
 from streams.processor import RequestProcessor, home_partition
-from streams.link_creation import CallCount
 from streams.unresolved import Redriver, UnresolvedEntry, due, parked
-from streams.devkit.traffic import key_of, valid_request
 from tests.unit.test_processor import FakeEvent, FakeMessage, FakeTopic
 
 PARTITIONS = 8

@@ -22,8 +22,16 @@ from faust.types.tuples import ConsumerMessage
 
 from streams import faust_internals
 from streams.faust_internals import (
-    ALLOW_UNTESTED_ENV, REACHES, TESTED_VERSIONS, HookableApp, HookableWorker, check_versions,
-    committed_offset, missing_internals, seek_without_wait, version_mismatches,
+    ALLOW_UNTESTED_ENV,
+    REACHES,
+    TESTED_VERSIONS,
+    HookableApp,
+    HookableWorker,
+    check_versions,
+    committed_offset,
+    missing_internals,
+    seek_without_wait,
+    version_mismatches,
 )
 from streams.shutdown import BoundedShutdownApp, PayoutWorker
 
@@ -190,7 +198,7 @@ def test_no_other_module_reaches_the_private_attributes() -> None:
     """One place: a new reach goes into streams/faust_internals.py, with its reason."""
     private = {r.attribute for r in REACHES if r.attribute.startswith("_")}
     private |= {"_sensor_on_set", "max_messages", "shutdown_timeout"}
-    pattern = re.compile(r"\.(%s)\b" % "|".join(sorted(map(re.escape, private))))
+    pattern = re.compile(rf"\.({'|'.join(sorted(map(re.escape, private)))})\b")
     offenders = []
     for path in sorted((ROOT / "streams").rglob("*.py")):
         if path.name == "faust_internals.py":

@@ -17,18 +17,25 @@ import base64
 import json
 import math
 import traceback
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, note, settings, strategies as st
 
 from streams import events
 from streams.connectors.base import (
-    HttpAnswer, HttpCall, LinkCreated, NotFound, Rejected, Transient, Unknown, link_reference,
+    HttpAnswer,
+    HttpCall,
+    LinkCreated,
+    NotFound,
+    Rejected,
+    Transient,
+    Unknown,
+    link_reference,
 )
 from streams.connectors.razorpay import RazorpayAccount, RazorpayConnector
 from streams.devkit.traffic import valid_request
@@ -159,8 +166,7 @@ def encode(value: Any) -> bytes:
 def rfc3339(draw: st.DrawFn) -> str:
     """Date-times the schema's format checker accepts, in their less common spellings too."""
     day = draw(st.dates(min_value=date(1, 1, 1), max_value=date(9999, 12, 31)))
-    clock = "{:02d}:{:02d}:{:02d}".format(draw(st.integers(0, 23)), draw(st.integers(0, 59)),
-                                          draw(st.integers(0, 59)))
+    clock = f"{draw(st.integers(0, 23)):02d}:{draw(st.integers(0, 59)):02d}:{draw(st.integers(0, 59)):02d}"
     fraction = draw(st.sampled_from(["", ".1", ".12", ".123", ".1234", ".123456", ".123456789"]))
     offset = draw(st.sampled_from(["Z", "z", "+00:00", "-00:00"]) | st.builds(
         "{}{:02d}:{:02d}".format, st.sampled_from("+-"), st.integers(0, 23), st.integers(0, 59)))

@@ -7,13 +7,19 @@ after the link was created.
 from __future__ import annotations
 
 import socket
-from typing import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import pytest_asyncio
 
 from streams.connectors.base import (
-    HttpAnswer, HttpCall, LinkCreated, Rejected, Transient, Unknown, link_reference,
+    HttpAnswer,
+    HttpCall,
+    LinkCreated,
+    Rejected,
+    Transient,
+    Unknown,
+    link_reference,
 )
 from streams.connectors.http import HttpProviderClient, StaticHeaders
 from streams.connectors.razorpay import PROVIDER, RazorpayAccount, RazorpayConnector

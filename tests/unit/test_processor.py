@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import pytest
 
 from streams import events
 from streams.config import load_settings

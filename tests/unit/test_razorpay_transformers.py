@@ -1,17 +1,27 @@
 """Razorpay transformers against recorded payloads, one per answer shape."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
 from streams.connectors.base import (
-    HttpAnswer, LinkCreated, NotFound, Rejected, Transient, Unknown, Unsupported, link_reference,
+    HttpAnswer,
+    LinkCreated,
+    NotFound,
+    Rejected,
+    Transient,
+    Unknown,
+    Unsupported,
+    link_reference,
 )
 from streams.connectors.razorpay import (
-    MAX_EXPIRY_LEAD_S, MIN_EXPIRY_LEAD_S, RazorpayAccount, RazorpayConnector,
+    MAX_EXPIRY_LEAD_S,
+    MIN_EXPIRY_LEAD_S,
+    RazorpayAccount,
+    RazorpayConnector,
 )
 from streams.devkit.simulator import _error_body, validate_create
 from streams.devkit.traffic import valid_request
@@ -149,7 +159,7 @@ NOW = 1_900_000_000.0  # 2030-03-17T17:46:40Z
 
 
 def at(seconds_from_now: float) -> str:
-    return datetime.fromtimestamp(NOW + seconds_from_now, timezone.utc).isoformat()
+    return datetime.fromtimestamp(NOW + seconds_from_now, UTC).isoformat()
 
 
 def test_a_request_razorpay_can_honour_is_supported() -> None:

@@ -12,8 +12,9 @@ import asyncio
 import inspect
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -22,22 +23,43 @@ import pytest_asyncio
 
 from streams import money
 from streams.connectors.base import (
-    HttpAnswer, HttpCall, LinkCreated, NotFound, Rejected, Transient, Unknown, Unsupported,
+    HttpAnswer,
+    HttpCall,
+    LinkCreated,
+    NotFound,
+    Rejected,
+    Transient,
+    Unknown,
+    Unsupported,
     link_reference,
 )
 from streams.connectors.http import AuthUnavailable
 from streams.connectors.provider import CredentialError, Endpoint
 from streams.connectors.revolut import (
-    DEV_ACCOUNT, PROVIDER, RevolutAccount, RevolutAuth, RevolutClient, RevolutConnector,
+    DEV_ACCOUNT,
+    PROVIDER,
+    RevolutAccount,
+    RevolutAuth,
+    RevolutClient,
+    RevolutConnector,
 )
 from streams.connectors.revolut.account import parse_account
 from streams.connectors.revolut.client import usable_lifetime
 from streams.connectors.revolut.transformers import (
-    LINKS_PATH, TOKEN_PATH, CredentialsRefused, NextPage, format_timestamp_us, parse_timestamp_us,
+    LINKS_PATH,
+    TOKEN_PATH,
+    CredentialsRefused,
+    NextPage,
+    format_timestamp_us,
+    parse_timestamp_us,
 )
 from streams.connectors.transport import ProviderTransport
 from streams.devkit.sims.revolut import (
-    DEFAULT_CREDENTIALS, RevolutSimConfig, RevolutSimulator, assertion_problem, parse_amount,
+    DEFAULT_CREDENTIALS,
+    RevolutSimConfig,
+    RevolutSimulator,
+    assertion_problem,
+    parse_amount,
     start_server,
 )
 from streams.devkit.traffic import valid_request

@@ -25,21 +25,20 @@ from __future__ import annotations
 import calendar
 import copy
 import warnings
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, note, settings, strategies as st
 from hypothesis.errors import HypothesisWarning
 from hypothesis_jsonschema import from_schema
 from jsonschema import FormatChecker
 
 from streams import events
-from streams.connectors.razorpay import transformers as razorpay
 from streams.connectors.base import HttpAnswer, LinkCreated, Unsupported, link_reference
-from streams.connectors.razorpay import RazorpayAccount, RazorpayConnector
+from streams.connectors.razorpay import RazorpayAccount, RazorpayConnector, transformers as razorpay
 from streams.devkit import simulator
 from streams.devkit.simulator import validate_create
 
@@ -95,7 +94,7 @@ def expiries_near(draw: st.DrawFn, now: float) -> tuple[str, int]:
     second = int(now) + lead
     offset = draw(st.sampled_from([0, 23 * 60 + 59, -(23 * 60 + 59), 330])
                   | st.integers(-(23 * 60 + 59), 23 * 60 + 59))
-    local = datetime.fromtimestamp(second, timezone.utc) + timedelta(minutes=offset)
+    local = datetime.fromtimestamp(second, UTC) + timedelta(minutes=offset)
     zone = (draw(st.sampled_from(["Z", "z", "+00:00", "-00:00"])) if offset == 0 else
             "{}{:02d}:{:02d}".format("-" if offset < 0 else "+", *divmod(abs(offset), 60)))
     text = (local.strftime("%Y-%m-%d") + draw(st.sampled_from("Tt")) + local.strftime("%H:%M:%S")
@@ -207,8 +206,8 @@ def values_of(node: Mapping[str, Any]) -> st.SearchStrategy[Any]:
 REQUESTS = values_of(SCHEMA)
 
 # Any "now" the date-time pattern leaves room around: a year either side.
-NOWS = st.floats(min_value=datetime(2001, 1, 1, tzinfo=timezone.utc).timestamp(),
-                 max_value=datetime(2098, 1, 1, tzinfo=timezone.utc).timestamp())
+NOWS = st.floats(min_value=datetime(2001, 1, 1, tzinfo=UTC).timestamp(),
+                 max_value=datetime(2098, 1, 1, tzinfo=UTC).timestamp())
 
 
 # --- the path of one request ---------------------------------------------------------
@@ -446,7 +445,7 @@ def test_odd_spellings_of_one_instant_are_sent_as_that_instant(expires_at: str,
 def test_an_expiry_in_range_of_the_schema_but_not_of_the_provider_is_refused() -> None:
     request = dict(events_example(), expires_at="2099-12-31T23:59:59Z")
     assert events.validate_request(request) is None
-    gap = CONNECTOR.unsupported(request, datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp())
+    gap = CONNECTOR.unsupported(request, datetime(2030, 1, 1, tzinfo=UTC).timestamp())
     assert gap is not None and gap.field == "expires_at"
 
 

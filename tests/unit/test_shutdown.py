@@ -17,7 +17,11 @@ import pytest
 from streams.delivery import every
 from streams.inflight import KeyedInFlight, guard_acks
 from streams.shutdown import (
-    EXIT_FATAL, EXIT_FORCED, BoundedShutdownApp, HardExit, ShutdownBounds,
+    EXIT_FATAL,
+    EXIT_FORCED,
+    BoundedShutdownApp,
+    HardExit,
+    ShutdownBounds,
 )
 from tests.unit.test_processor import FakeEvent, FakeMessage
 

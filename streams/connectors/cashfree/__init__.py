@@ -9,14 +9,17 @@ decimals, an exact JSON number made from our integer paise.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from streams.connectors.base import HttpCall, Unsupported
 from streams.connectors.cashfree.account import CashfreeAccount, parse_account
 from streams.connectors.cashfree.auth import CashfreeAuth, CredentialsRefused
 from streams.connectors.cashfree.client import CashfreeClient
 from streams.connectors.cashfree.transformers import (
-    MAX_LINK_EXPIRY_DAYS, NAME, CashfreeConnector,
+    MAX_LINK_EXPIRY_DAYS,
+    NAME,
+    CashfreeConnector,
 )
 from streams.connectors.provider import Endpoint
 from streams.connectors.transport import ProviderTransport

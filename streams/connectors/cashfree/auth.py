@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from streams.connectors.base import HttpAnswer, Rejected
 from streams.connectors.cashfree.account import CashfreeAccount
 from streams.connectors.cashfree.transformers import (
-    DEFAULT_TOKEN_LIFETIME_S, MAX_TOKEN_LIFETIME_S, CashfreeConnector, Token,
+    DEFAULT_TOKEN_LIFETIME_S,
+    MAX_TOKEN_LIFETIME_S,
+    CashfreeConnector,
+    Token,
 )
 from streams.connectors.http import AuthUnavailable, TokenCache
 from streams.connectors.transport import ProviderTransport

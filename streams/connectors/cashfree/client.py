@@ -18,7 +18,12 @@ import logging
 from collections import OrderedDict
 
 from streams.connectors.base import (
-    HttpAnswer, HttpCall, LinkCreated, ProviderOutcome, Transient, Unknown,
+    HttpAnswer,
+    HttpCall,
+    LinkCreated,
+    ProviderOutcome,
+    Transient,
+    Unknown,
 )
 from streams.connectors.cashfree.account import CashfreeAccount
 from streams.connectors.cashfree.auth import CashfreeAuth, CredentialsRefused

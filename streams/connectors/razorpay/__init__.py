@@ -6,14 +6,18 @@ merchant; base URL; the client). Amounts are paise, our minor units, as they are
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from streams.connectors.base import HttpCall, Unsupported
 from streams.connectors.http import HttpProviderClient, StaticHeaders
 from streams.connectors.provider import Endpoint
 from streams.connectors.razorpay.account import RazorpayAccount, parse_account
 from streams.connectors.razorpay.transformers import (
-    MAX_EXPIRY_LEAD_S, MIN_EXPIRY_LEAD_S, NAME, RazorpayConnector,
+    MAX_EXPIRY_LEAD_S,
+    MIN_EXPIRY_LEAD_S,
+    NAME,
+    RazorpayConnector,
 )
 from streams.connectors.transport import ProviderTransport
 

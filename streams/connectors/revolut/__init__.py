@@ -12,7 +12,8 @@ demo starts and points this at.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from streams.connectors.base import HttpCall, Unsupported
 from streams.connectors.provider import Endpoint

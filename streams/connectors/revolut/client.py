@@ -13,16 +13,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from streams.connectors.base import (
-    HttpAnswer, HttpCall, ProviderOutcome, Rejected, Transient, Unknown,
+    HttpAnswer,
+    HttpCall,
+    ProviderOutcome,
+    Rejected,
+    Transient,
+    Unknown,
 )
 from streams.connectors.http import AuthUnavailable, TokenCache
 from streams.connectors.revolut.account import RevolutAccount
 from streams.connectors.revolut.transformers import (
-    CredentialsRefused, NextPage, RevolutConnector,
+    CredentialsRefused,
+    NextPage,
+    RevolutConnector,
 )
 from streams.connectors.transport import ProviderTransport
 

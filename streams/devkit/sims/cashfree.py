@@ -955,7 +955,7 @@ class CashfreeSimulator:
                         entry["delivered"] = True
                         _bump(self.stats.events, "webhooks_delivered")
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 entry["last_status"] = type(exc).__name__
             if attempt + 1 < attempts:
                 await asyncio.sleep(self.config.webhook_retry_ms / 1000.0 * (2**attempt))

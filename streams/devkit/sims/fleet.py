@@ -12,12 +12,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from streams.connectors.registry import PROVIDERS
-from streams.devkit.simulator import SimulatorProcess
 from streams.devkit.sims import revolut
 from streams.devkit.sims.cashfree import CashfreeSimulatorProcess
+from streams.devkit.simulator import SimulatorProcess
 
 
 class RevolutSimulatorProcess(SimulatorProcess):
@@ -93,7 +94,7 @@ class SimulatorFleet:
         self.by_provider: dict[str, SimulatorProcess] = {
             "razorpay": self.razorpay, "cashfree": self.cashfree, "revolut": self.revolut}
 
-    def start(self) -> "SimulatorFleet":
+    def start(self) -> SimulatorFleet:
         try:
             for sim in self.by_provider.values():
                 sim.start()
@@ -106,7 +107,7 @@ class SimulatorFleet:
         for sim in self.by_provider.values():
             sim.stop()
 
-    def __enter__(self) -> "SimulatorFleet":
+    def __enter__(self) -> SimulatorFleet:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

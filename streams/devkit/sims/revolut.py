@@ -143,7 +143,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -157,9 +157,9 @@ from streams.devkit.simulator import (
     FAULT_KINDS,
     URL_LINE_PREFIX,
     _bump,
-    _Stats,
     _non_negative,
     _probability,
+    _Stats,
 )
 
 log = logging.getLogger("streams.devkit.sims.revolut")
@@ -230,7 +230,7 @@ _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 _DURATION_RE = re.compile(r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
 _ALNUM = string.ascii_letters + string.digits
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNAUTHORIZED_BODY = orjson.dumps({"code": E_UNAUTHORIZED, "message": "The request should be authorized."})
 _HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8"}
 _GATEWAY_PAGES = {
@@ -597,7 +597,7 @@ def parse_iso_us(text: str) -> int | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
@@ -957,7 +957,7 @@ class RevolutSimulator:
                                         timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
                     status = resp.status
                     await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 status = None
             record["attempts"] += 1
             record["statuses"].append(status)
