@@ -14,7 +14,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -267,6 +267,8 @@ class StepResult:
     host: dict[str, float | None] = field(default_factory=dict)  # busy_pct, steal_pct (all cores)
     checks: dict[str, int] = field(default_factory=dict)  # outcome records per topic, provider links
     written_bytes: int | None = None  # what the worker's producer stored at the broker (local only)
+    # ``run(groups=...)`` only: per group (provider) requests, completed, links_per_s, p50/p99
+    by_provider: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -293,8 +295,12 @@ class LoadDriver:
 
     async def run(self, name: str, records: Sequence[tuple[bytes, bytes]], *,
                   rate: float | None, drain_timeout: float,
-                  warmup_s: float = 1.0) -> StepResult:
-        """Produce ``records`` at ``rate``/s (None: as fast as possible) and wait for outcomes."""
+                  warmup_s: float = 1.0,
+                  groups: Mapping[bytes, str] | None = None) -> StepResult:
+        """Produce ``records`` at ``rate``/s (None: as fast as possible) and wait for outcomes.
+
+        ``groups`` (request key -> provider) adds the same rate and latency per group.
+        """
         assert self._producer is not None
         producer, tracker = self._producer, self.tracker
         sent: dict[bytes, float] = {}
@@ -345,6 +351,8 @@ class LoadDriver:
         lat = [(tracker.arrival[k] - sent[k]) * 1000 for k in keys if k in tracker.arrival]
         lat_ts = [tracker.created_ms[k] - sent_ms[k] for k in keys if k in tracker.created_ms]
         end = arrivals[-1] if arrivals else t_done
+        by_provider = None if groups is None else group_stats(
+            keys, groups, tracker.arrival, sent, t0=t0, t1=t1, rate=rate, warmup_s=warmup_s)
         worker = self.sampler.window(self.worker_name, t0, max(end, t1))
         others = {n: self.sampler.window(n, t0, max(end, t1))
                   for n in self.sampler.pids if n != self.worker_name}
@@ -357,7 +365,8 @@ class LoadDriver:
             p50_ms=_r(percentile(lat, 50)), p95_ms=_r(percentile(lat, 95)),
             p99_ms=_r(percentile(lat, 99)), max_ms=_r(max(lat) if lat else None),
             p99_ms_kafka_ts=_r(percentile(lat_ts, 99)), worker=worker, others=others,
-            host=self._host(t0, max(end, t1), [worker, *others.values()]))
+            host=self._host(t0, max(end, t1), [worker, *others.values()]),
+            by_provider=by_provider)
 
     def _host(self, t0: float, t1: float,
               ours: list[dict[str, float | None]]) -> dict[str, float | None]:
@@ -372,6 +381,34 @@ class LoadDriver:
 
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
+
+
+def group_stats(keys: Sequence[bytes], groups: Mapping[bytes, str], arrival: Mapping[bytes, float],
+                sent: Mapping[bytes, float], *, t0: float, t1: float, rate: float | None,
+                warmup_s: float = 1.0) -> dict[str, dict[str, Any]]:
+    """A step's rate and latency per group (provider), defined as for the whole step.
+
+    Paced (``rate``): the group's outcomes per second inside the step's window (after
+    ``warmup_s``), so the groups add up to the step's rate. As fast as possible (None):
+    the group's outcomes / (its last outcome − the step's first send): how fast that
+    provider's share drained while the others drained beside it.
+    """
+    by_group: dict[str, list[bytes]] = {}
+    for k in keys:
+        by_group.setdefault(groups.get(k, "?"), []).append(k)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(by_group):
+        mine = by_group[name]
+        done = sorted(arrival[k] for k in mine if k in arrival)
+        if rate is None:
+            per_s = len(done) / (done[-1] - t0) if done and done[-1] > t0 else 0.0
+        else:
+            w0 = t0 + warmup_s
+            per_s = sum(1 for a in done if w0 <= a <= t1) / (t1 - w0) if t1 > w0 else 0.0
+        lat = [(arrival[k] - sent[k]) * 1000 for k in mine if k in arrival and k in sent]
+        out[name] = {"requests": len(mine), "completed": len(done), "links_per_s": round(per_s, 1),
+                     "p50_ms": _r(percentile(lat, 50)), "p99_ms": _r(percentile(lat, 99))}
+    return out
 
 
 # ------------------------------------------------------------------------- broker storage

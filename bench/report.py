@@ -50,9 +50,19 @@ def _f(x: Any, fmt: str = "{:.0f}") -> str:
 # ------------------------------------------------------------------------------ table
 
 
+def _sim_cpu(others: dict[str, dict[str, Any]]) -> float | None:
+    """CPU of the simulator(s): one, or with --mix one per provider."""
+    values = [v.get("cpu_pct") for n, v in others.items() if n.startswith("simulator")]
+    present = [float(v) for v in values if v is not None]
+    return round(sum(present), 1) if present else None
+
+
 def table(r: dict[str, Any]) -> str:
+    mix = r.get("traffic") == "mix"
+    default = r.get("default")
     lines = [
-        f"payout-link benchmark — provider {r['provider_latency_ms']:g}±{r['provider_jitter_ms']:g} ms, "
+        ("mixed traffic (razorpay / cashfree / revolut, a third each) — " if mix else "")
+        + f"payout-link benchmark — provider {r['provider_latency_ms']:g}±{r['provider_jitter_ms']:g} ms, "
         f"{r['partitions']} partitions, PAYOUT_MAX_IN_FLIGHT={r['max_in_flight']}, "
         f"{r['machine']['nproc']} cores ({r['machine']['cpu']})",
         "",
@@ -68,15 +78,17 @@ def table(r: dict[str, Any]) -> str:
                 f"{s['backlog_at_end']:>9}{_f(s['drain_s'], '{:.1f}'):>8}"
                 f"{_f(s['p50_ms']):>8}{_f(s['p95_ms']):>8}{_f(s['p99_ms']):>8}"
                 f"{_f(s['worker'].get('cpu_pct')):>9}{_f(s['worker'].get('rss_mb')):>8}"
-                f"{_f(o.get('simulator', {}).get('cpu_pct')):>9}"
+                f"{_f(_sim_cpu(o)):>9}"
                 f"{_f(o.get('broker', {}).get('cpu_pct')):>8}"
                 f"{_f(o.get('driver', {}).get('cpu_pct')):>9}"
                 f"{_f(s.get('host', {}).get('busy_pct')):>7}"
                 f"{_f(s.get('host', {}).get('steal_pct'), '{:.1f}'):>7}"
                 f"{_f(s.get('host', {}).get('foreign_cpu_pct')):>7}")
 
+    for s in (default or {}).get("steps", []):
+        lines.append(row(f"razorpay {s['name']}", s))
     for s in r["steps"]:
-        lines.append(row(f"worker {s['name']}", s))
+        lines.append(row(f"{'mix' if mix else 'worker'} {s['name']}", s))
     lines.append(row("bare ceiling", r["baselines"]["bare"]))
     lines.append(row("naive agent", r["baselines"]["naive"]))
     for s in r.get("max_in_flight_sweep", []):
@@ -86,14 +98,23 @@ def table(r: dict[str, Any]) -> str:
         "links/s: paced steps = outcomes per second inside the step (after a 1 s warm-up);",
         "max/baselines = requests / (last outcome − first send). RSS in MB; process CPU in % of one",
         "core; host% = whole machine busy, steal% = CPU stolen by the hypervisor (% of all cores);",
-        "other% = CPU of processes this run did not start (% of one core): other jobs.",
+        "other% = CPU of processes this run did not start (% of one core): other jobs."
+        + (" sim CPU% = all three simulators." if mix else ""),
         "",
-        f"links/s (max)          {r['links_per_s']:.0f}",
+    ]
+    if mix:
+        lines += _mix_lines(r)
+    floor = r.get("ratio_floor")
+    lines += [
+        f"links/s (max)          {r['links_per_s']:.0f}" + (" (mix)" if mix else ""),
         f"bare ceiling           {r['bare_ceiling_per_s']:.0f} links/s "
-        f"(worker = {_f(r['ratio_to_bare'], '{:.2f}')} × bare)",
+        f"(worker = {_f(r['ratio_to_bare'], '{:.2f}')} × bare)"
+        + (f"; floor {floor['floor']:g} × bare (issue 9): {'met' if floor['met'] else 'MISSED'}"
+           if floor and not mix else ""),
         f"naive agent            {r['naive_per_s']:.1f} links/s "
         f"(worker = {_f(r['times_naive'], '{:.0f}')} × naive)",
         f"p99 at 500/s offered   {_f(r['p99_ms_at_500'])} ms",
+        f"worker CPU per link    {_f(r.get('worker_cpu_ms_per_link_at_max'), '{:.2f}')} ms at max",
         f"other jobs' CPU        {_f(r.get('foreign_cpu_pct'))} % of one core on average"
         + ("  — BUSY MACHINE: not comparable with quiet runs"
            if (r.get("foreign_cpu_pct") or 0) > 20 else ""),
@@ -105,7 +126,35 @@ def table(r: dict[str, Any]) -> str:
     ]
     for t in r["targets"].values():
         lines.append(f"  [{'x' if t['met'] else ' '}] {t['target']}")
+    if mix:
+        lines.append("  (the targets are the Razorpay-only default's; checked here on the mix)")
     return "\n".join(lines)
+
+
+def _mix_lines(r: dict[str, Any]) -> list[str]:
+    """--mix: per provider at max, and both passes' links/s ÷ the one bare ceiling."""
+    bare = r["bare_ceiling_per_s"]
+    lines = ["per provider, max step (links/s = that provider's outcomes ÷ (its last outcome − "
+             "the step's first send)):"]
+    for name, g in (r.get("by_provider_at_max") or {}).items():
+        lines.append(f"  {name:<10}{g['completed']:>8}/{g['requests']:<8} {g['links_per_s']:>7.0f} links/s"
+                     f"   p50 {_f(g['p50_ms']):>6} ms   p99 {_f(g['p99_ms']):>6} ms")
+    lines += ["", f"links/s ÷ bare ceiling ({bare:.0f} links/s, same run):"]
+    default, floor = r.get("default"), r.get("ratio_floor")
+    if default:
+        lines.append(f"  razorpay only     {default['links_per_s']:>6.0f} links/s   "
+                     f"{_f(default['ratio_to_bare'], '{:.2f}')} × bare   "
+                     f"{_f(default.get('worker_cpu_ms_per_link_at_max'), '{:.2f}')} ms CPU/link   "
+                     f"peak RSS {_f(default['peak_rss_mb'])} MB"
+                     + (f"   (floor {floor['floor']:g} × bare, issue 9: "
+                        f"{'met' if floor['met'] else 'MISSED'})" if floor else ""))
+    lines.append(f"  mix (3 providers) {r['links_per_s']:>6.0f} links/s   "
+                 f"{_f(r['ratio_to_bare'], '{:.2f}')} × bare   "
+                 f"{_f(r.get('worker_cpu_ms_per_link_at_max'), '{:.2f}')} ms CPU/link   "
+                 f"peak RSS {_f(r['peak_rss_mb'])} MB")
+    if default:
+        lines.append(f"  mix ÷ razorpay only {_f(r.get('mix_over_default'), '{:.2f}')}")
+    return lines + [""]
 
 
 # ------------------------------------------------------------------------------- plot
@@ -117,18 +166,27 @@ def plot(r: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     steps = r["steps"]
+    mix = r.get("traffic") == "mix"
+    default_steps = (r.get("default") or {}).get("steps") or []
     labels = [f"{s['offered_per_s']:g}" if s["offered_per_s"] else "max" for s in steps]
-    xs = list(range(len(steps)))
+    xs: list[float] = list(range(len(steps)))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
-    fig.suptitle(f"payout-link worker, provider {r['provider_latency_ms']:g}±"
+    fig.suptitle(("mixed traffic (razorpay/cashfree/revolut): " if mix else "")
+                 + f"payout-link worker, provider {r['provider_latency_ms']:g}±"
                  f"{r['provider_jitter_ms']:g} ms, {r['machine']['nproc']} cores, "
                  f"max in flight {r['max_in_flight']} — {r['started_at'][:16].replace('T', ' ')} UTC",
                  fontsize=11)
 
     achieved = [s["sustained_per_s"] for s in steps]
     offered = [s["offered_per_s"] for s in steps]
-    ax1.bar(xs, achieved, color="#4C72B0", width=0.6, label="worker: achieved links/s")
-    ox = [x for x, o in zip(xs, offered) if o]
+    if default_steps:  # --mix: the Razorpay-only pass of the same run beside each mix bar
+        ax1.bar([x - 0.2 for x in xs[:len(default_steps)]],
+                [s["sustained_per_s"] for s in default_steps], color="#AAAAAA", width=0.4,
+                label="razorpay only: achieved links/s")
+        xs = [x + 0.2 for x in xs]
+    ax1.bar(xs, achieved, color="#4C72B0", width=0.4 if default_steps else 0.6,
+            label=f"{'mix' if mix else 'worker'}: achieved links/s")
+    ox = [round(x) for x, o in zip(xs, offered) if o]
     ax1.plot(ox, [o for o in offered if o], "k_", markersize=28, mew=2, label="offered")
     ax1.axhline(r["bare_ceiling_per_s"], color="#C44E52", ls="--",
                 label=f"bare Faust ceiling {r['bare_ceiling_per_s']:.0f}/s")
@@ -138,18 +196,24 @@ def plot(r: dict[str, Any], path: Path) -> None:
     for x, a in zip(xs, achieved):
         ax1.annotate(f"{a:.0f}", (x, a), ha="center", va="bottom", fontsize=9,
                      xytext=(0, 2), textcoords="offset points")
-    ax1.set_xticks(xs, labels)
+    ax1.set_xticks([round(x) for x in xs], labels)
     ax1.set_xlabel("offered load (links/s)")
     ax1.set_ylabel("throughput (links/s)")
-    ax1.set_ylim(0, max(achieved + [r["bare_ceiling_per_s"], 1500]) * 1.2)
+    ax1.set_ylim(0, max(achieved + [s["sustained_per_s"] for s in default_steps]
+                        + [r["bare_ceiling_per_s"], 1500]) * 1.2)
     ax1.legend(fontsize=8, loc="upper left")
     ax1.grid(axis="y", alpha=0.3)
     ax1.set_title("throughput", fontsize=10)
 
+    xs = list(range(len(steps)))
     for key, style, name in (("p50_ms", "o-", "p50"), ("p95_ms", "s--", "p95"),
                              ("p99_ms", "^-", "p99")):
         vals = [s[key] for s in steps]
         ax2.plot([x for x, v in zip(xs, vals) if v], [v for v in vals if v], style, label=name)
+    if default_steps:
+        vals = [s["p99_ms"] for s in default_steps]
+        ax2.plot([x for x, v in zip(xs, vals) if v], [v for v in vals if v], "x:",
+                 color="#888888", label="p99 razorpay only")
     for x, v in zip(xs, [s["p99_ms"] for s in steps]):
         if v:
             ax2.annotate(f"{v:.0f}", (x, v), ha="center", va="bottom", fontsize=9,
@@ -157,7 +221,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
     ax2.axhline(1000, color="#55A868", ls=":", label="target p99 ≤ 1 s at 500/s")
     ax2.axhline(r["provider_latency_ms"], color="grey", ls=":", lw=1, label="provider latency")
     ax2.set_yscale("log")
-    lat = [s[k] for s in steps for k in ("p50_ms", "p99_ms") if s[k]]
+    lat = [s[k] for s in [*steps, *default_steps] for k in ("p50_ms", "p99_ms") if s[k]]
     ax2.set_ylim(min(lat + [r["provider_latency_ms"]]) * 0.6, max(lat + [1000]) * 3)
     ax2.set_xticks(xs, labels)
     ax2.set_xlabel("offered load (links/s)  —  'max': all requests at once")
@@ -256,22 +320,84 @@ def append_doc(r: dict[str, Any], path: Path) -> None:
     insert_row(path, "| " + " | ".join(row) + " |")
 
 
-def insert_row(path: Path, line: str) -> None:
+def insert_row(path: Path, line: str, header_start: str = "| date (UTC) |",
+               new_table: list[str] | None = None) -> None:
     """Add ``line`` as the last row of the results table, wherever the table is.
 
     Other sections may follow the table (notes, measurements), so the row goes right
-    after the table's last row rather than at the end of the file.
+    after the table's last row rather than at the end of the file. The table is the one
+    whose header line starts with ``header_start``; without one, ``new_table`` (text
+    ending in the header and separator lines; the runs table's by default) is appended.
     """
     lines = path.read_text().splitlines()
-    header = next((i for i, ln in enumerate(lines) if ln.startswith("| date (UTC) |")), None)
+    header = next((i for i, ln in enumerate(lines) if ln.startswith(header_start)), None)
     if header is None:  # no table (edited away): start one at the end
-        lines += ["", DOC_HEADER.strip().splitlines()[-2], DOC_HEADER.strip().splitlines()[-1]]
+        lines += ["", *(new_table or DOC_HEADER.strip().splitlines()[-2:])]
         header = len(lines) - 2
     end = header + 1
     while end + 1 < len(lines) and lines[end + 1].startswith("|"):
         end += 1
     lines.insert(end + 1, line)
     path.write_text("\n".join(lines) + "\n")
+
+
+MIX_HEADER_START = "| mix run (UTC) |"
+MIX_SECTION = """\
+## Mixed providers (`make bench BENCH_ARGS=--mix`)
+
+`python -m bench.run --mix`: the same steps, but every provider behind its own simulator
+(`SimulatorFleet`, each at the same latency) and the traffic spread over them, a third
+each: the demo's merchants `m_in_default` (INR → razorpay, the registry's order),
+`m_in_cashgram` (INR → cashfree, `PAYOUT_ROUTING='{"m_in_cashgram": ["cashfree"]}'`),
+`m_eu_gbp` / `m_eu_eur` (→ revolut, notifications off); default dev credentials for every
+provider. In the same run, before the mixed worker, a fresh worker runs the default
+Razorpay-only traffic through the same steps, and the bare and naive baselines are
+measured once after both: **×bare** of both passes share one bare ceiling. A run also
+writes `bench/results/mix.json` and `mix.png`, and checks at each step that every
+simulator created as many links as its share got outcomes.
+
+Columns: **mix** / **razorpay only** links/s at max and ÷ bare; **mix ÷ rzp** the ratio of
+the two; **by provider** links/s at max of razorpay / cashfree / revolut (each: its
+outcomes ÷ (its last outcome − the step's first send)) and their p99 (ms); **CPU ms/link**
+the worker's CPU per link at max, mix / razorpay only; **RSS** the mixed worker's peak
+over **links**; **floor** Razorpay-only ≥ 0.45 × bare (issue 9).
+
+| mix run (UTC) | commit | machine | other jobs % | provider ms | mix links/s | ×bare | razorpay only links/s | ×bare | mix ÷ rzp | bare | ×naive (mix) | by provider links/s | by provider p99 ms | p50/p99@500 ms (mix) | CPU ms/link | RSS MB / links | wall s | floor |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+"""
+
+
+def append_mix_doc(r: dict[str, Any], path: Path) -> None:
+    """One row in the "Mixed providers" table (the section is added at the end if missing)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(DOC_HEADER.format(machine=_machine_text(r["machine"]),
+                                          settings=_settings_text(r)))
+    default = r.get("default") or {}
+    by = r.get("by_provider_at_max") or {}
+    names = ("razorpay", "cashfree", "revolut")
+    at500: dict[str, Any] = next((s for s in r["steps"] if s["name"] == "500"), {})
+    floor = r.get("ratio_floor")
+    m = r["machine"]
+    row = [
+        r["started_at"][:16].replace("T", " "), f"`{r['commit']}`",
+        f"{m['nproc']}× {m['cpu'][:20]}, load {m['load_avg_1m_at_end']}",
+        _f(r.get("foreign_cpu_pct")),
+        f"{r['provider_latency_ms']:g}±{r['provider_jitter_ms']:g}" + (" (quick)" if r["quick"] else ""),
+        f"{r['links_per_s']:.0f}", _f(r["ratio_to_bare"], "{:.2f}"),
+        _f(default.get("links_per_s")), _f(default.get("ratio_to_bare"), "{:.2f}"),
+        _f(r.get("mix_over_default"), "{:.2f}"), f"{r['bare_ceiling_per_s']:.0f}",
+        _f(r["times_naive"]),
+        " / ".join(_f(by.get(n, {}).get("links_per_s")) for n in names),
+        " / ".join(_f(by.get(n, {}).get("p99_ms")) for n in names),
+        f"{_f(at500.get('p50_ms'))}/{_f(at500.get('p99_ms'))}",
+        f"{_f(r.get('worker_cpu_ms_per_link_at_max'), '{:.2f}')} / "
+        f"{_f(default.get('worker_cpu_ms_per_link_at_max'), '{:.2f}')}",
+        f"{_f(r['peak_rss_mb'])} / {r['links_through_worker']}", _f(r.get("wall_s")),
+        "–" if not floor else ("met" if floor["met"] else "MISSED"),
+    ]
+    insert_row(path, "| " + " | ".join(row) + " |", MIX_HEADER_START,
+               MIX_SECTION.rstrip("\n").splitlines())
 
 
 # ---------------------------------------------------------------------------- profile
