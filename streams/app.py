@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import cast
 
 import faust
 
@@ -73,7 +74,7 @@ created_topic = _topic(topics.created)
 failed_topic = _topic(topics.failed)
 dead_letter_topic = _topic(topics.dead_letter)
 
-links: LinkTable = app.tables.add(LinkTable(
+links = cast(LinkTable, app.tables.add(LinkTable(
     app,
     name="payout-links",
     beacon=app.tables.beacon,
@@ -89,9 +90,9 @@ links: LinkTable = app.tables.add(LinkTable(
         "max_write_buffer_number": 2,
         "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
     },
-))
+)))
 
-unresolved: faust.Table = app.tables.add(faust.Table(
+unresolved = cast("faust.Table[str, bytes]", app.tables.add(faust.Table(
     app,
     name="payout-links-unresolved",
     beacon=app.tables.beacon,
@@ -105,4 +106,4 @@ unresolved: faust.Table = app.tables.add(faust.Table(
         "max_write_buffer_number": 2,
         "block_cache_size": 4 * 1024 * 1024,
     },
-))
+)))

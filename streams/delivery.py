@@ -28,11 +28,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP, ConsumerT, EventT
-from mode import ServiceT
+from mode import Service
 
 from streams.faust_internals import committed_offset, release_unacked, seek_without_wait
 
@@ -109,7 +109,7 @@ class BrokerGapProbe:
             # Nothing at or after `start` within the timeout: only trust that if the
             # gap is the whole remaining log, i.e. never; report unknown.
             return None
-        return min(records[0].offset, end)
+        return min(cast(int, records[0].offset), end)
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -164,7 +164,7 @@ class DeliveryGuard:
         self._injected_loss = injected_loss or InjectedLoss()
         self.seeks = 0
 
-    async def admit(self, event: EventT) -> bool:
+    async def admit(self, event: EventT[Any]) -> bool:
         """True if the processor must handle ``event``; False if it is skipped."""
         message = event.message
         if message.topic not in self._topics:
@@ -282,10 +282,10 @@ class DeliveryGuard:
         committed = await committed_offset(self._consumer, tp)
         if committed is not None and committed > 0:
             return committed
-        earliest = await self._consumer.earliest_offsets(tp)  # type: ignore[attr-defined]
+        earliest = await self._consumer.earliest_offsets(tp)
         return earliest.get(tp) or 0
 
-async def every(interval_s: float, job: Callable[[], Awaitable[None]], owner: ServiceT) -> None:
+async def every(interval_s: float, job: Callable[[], Awaitable[None]], owner: Service) -> None:
     """Run ``job`` every ``interval_s`` for as long as ``owner`` runs.
 
     Start it with ``owner.add_future`` so the owner also cancels it when it stops. It

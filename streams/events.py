@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 import jsonschema_rs
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
+
+if TYPE_CHECKING:
+    from streams.lifecycle import SourceOffset
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 SCHEMA_VERSION = 1
@@ -152,7 +155,8 @@ class _DuplicateKey(Exception):
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> None:
     if len(pairs) > 1 and len(dict(pairs)) != len(pairs):
         seen: set[str] = set()
-        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+        # set.add returns None: `or seen.add(k)` records k and keeps looking.
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
     return None
 
 
@@ -254,11 +258,13 @@ def validator_for(topic: str) -> Draft202012Validator:
 def _error_field(error: ValidationError) -> str | None:
     path = [str(p) for p in error.absolute_path]
     if error.validator == "required":
-        missing = [f for f in error.validator_value if f not in (error.instance or {})]
+        # `required`: validator_value is the list of names, instance the object.
+        required = cast("list[str]", error.validator_value)
+        missing = [f for f in required if f not in (cast(Any, error.instance) or {})]
         if missing:
             path.append(missing[0])
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
+        allowed = set(cast("Mapping[str, Any]", error.schema).get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
         if extra:
             path.append(extra[0])
@@ -270,7 +276,7 @@ def _error_field(error: ValidationError) -> str | None:
 def _error_message(error: ValidationError, field: str | None) -> str:
     if error.validator == "anyOf" and field == "customer.phone_number":
         return "customer needs an email or a phone_number"
-    if error.validator == "enum" and len(error.validator_value) > 10:
+    if error.validator == "enum" and len(cast("list[Any]", error.validator_value)) > 10:
         return f"{str(error.instance)[:40]!r} is not an allowed value"
     message = error.message
     if len(message) > 300:  # a 1 MB string must not be echoed back whole
@@ -342,7 +348,7 @@ MAX_DEAD_LETTER_HEADER_BYTES = 1024
 MAX_OUTCOME_KEY_BYTES = 4 * 1024
 
 
-def is_identifier(value: Any) -> bool:
+def is_identifier(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and IDENTIFIER.fullmatch(value) is not None
 
 
@@ -415,7 +421,8 @@ def failed_event(request: Mapping[str, Any], *, code: str, message: str, field: 
                  scope: str = LINK, status_code: int | None = None,
                  connector: str | None = None,
                  connector_details: Mapping[str, Any] | None = None,
-                 discriminator: str = "", source: SourceRecord | None = None) -> dict[str, Any]:
+                 discriminator: str = "",
+                 source: SourceRecord | SourceOffset | None = None) -> dict[str, Any]:
     """A definite failure, of the link (``scope="link"``) or of one request.
 
     A link failure is the link's one terminal outcome: no link exists at the provider

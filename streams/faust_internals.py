@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import TopicPartition
@@ -81,7 +81,7 @@ def replace_consumer_ack(consumer: ConsumerT, wrap: Callable[[Ack], Ack]) -> Non
     skipped records could be committed again: :func:`check_versions` checks that
     ``on_final_ack`` still calls ``ack``.
     """
-    consumer.ack = wrap(consumer.ack)  # type: ignore[method-assign]
+    consumer.ack = wrap(consumer.ack)  # type: ignore[method-assign,assignment]
 
 
 # --- where the consumer reads from -----------------------------------------------------
@@ -143,16 +143,16 @@ async def committed_offset(consumer: ConsumerT, tp: TP) -> int | None:
     """
     thread = _consumer_thread(consumer)
     if thread is None:
-        return consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
+        return consumer._committed_offset.get(tp)  # type: ignore[attr-defined,no-any-return]
     aiokafka_consumer = thread._ensure_consumer()
-    return await thread.call_thread(
-        aiokafka_consumer.committed, TopicPartition(tp.topic, tp.partition))
+    return cast("int | None", await thread.call_thread(
+        aiokafka_consumer.committed, TopicPartition(tp.topic, tp.partition)))
 
 
 # --- the table and the producer --------------------------------------------------------
 
 
-class AwaitableWritesTable(faust.Table):
+class AwaitableWritesTable(faust.Table[Any, Any]):
     """A table whose last write can be awaited until the changelog holds it.
 
     The ``creating`` record must be durable *before* a provider call, or a crash could
@@ -188,7 +188,7 @@ def set_changelog_buffer_limit(app: AppT, max_messages: int) -> None:
     check. If it is renamed, setting it does nothing (throughput drops to the old
     pauses, nothing is lost); check_versions names it if it disappears.
     """
-    app.producer.buffer.max_messages = max_messages  # type: ignore[attr-defined]
+    app.producer.buffer.max_messages = max_messages
 
 
 # --- the stop --------------------------------------------------------------------------

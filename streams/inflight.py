@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(eq=False)
 class _Slot:
-    event: EventT  # held strongly: Faust's current_event is a weak reference
+    event: EventT[Any]  # held strongly: Faust's current_event is a weak reference
     done: bool = False
 
 
@@ -80,7 +80,7 @@ class OrderedAcks:
 
     _pending: dict[TP, deque[_Slot]] = field(default_factory=dict)
 
-    def track(self, event: EventT) -> _Slot:
+    def track(self, event: EventT[Any]) -> _Slot:
         slot = _Slot(event)
         self._pending.setdefault(event.message.tp, deque()).append(slot)
         return slot
@@ -113,7 +113,7 @@ class KeyedInFlight:
         self._closed = False
         self.max_in_flight = max_in_flight
 
-    async def submit(self, event: EventT, key: str,
+    async def submit(self, event: EventT[Any], key: str,
                      work: Callable[[], Awaitable[None]]) -> None:
         """Start ``work`` for ``event``; returns once it is scheduled (backpressure).
 
@@ -153,7 +153,7 @@ class KeyedInFlight:
             await asyncio.wait(set(self._running), timeout=timeout)
         return not self._running
 
-    def complete_now(self, event: EventT) -> None:
+    def complete_now(self, event: EventT[Any]) -> None:
         """For events handled inline: ack in order with the ones in flight."""
         self._acks.complete(self._acks.track(event))
 

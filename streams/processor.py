@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 def home_partition(link_key: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives the link key."""
-    return (murmur2(link_key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    return (cast(int, murmur2(link_key.encode("utf-8"))) & 0x7FFFFFFF) % partitions
 
 
 def _describe(exc: BaseException) -> str:
@@ -69,11 +69,13 @@ class RequestProcessor:
 
     # --- intake, in the agent's loop ------------------------------------------------
 
-    async def accept(self, event: EventT) -> None:
+    async def accept(self, event: EventT[Any]) -> None:
         message = event.message
         source = events.SourceRecord(
             topic=message.topic, partition=message.partition, offset=message.offset,
-            key=message.key, value=message.value, headers=list(message.headers or ()),
+            # aiokafka delivers headers as a list of pairs (the Mapping form is for sends).
+            key=message.key, value=message.value,
+            headers=list(cast("Sequence[tuple[str, bytes | None]]", message.headers or ())),
             timestamp=message.timestamp,
         )
         once = f"{source.topic}/{source.partition}/{source.offset}"  # a key nobody shares
@@ -116,7 +118,7 @@ class RequestProcessor:
                 marker.clear()
         await self._dispatch(event, source, once, result)
 
-    async def _dispatch(self, event: EventT, source: events.SourceRecord, once: str,
+    async def _dispatch(self, event: EventT[Any], source: events.SourceRecord, once: str,
                         result: intake.Intake) -> None:
         if isinstance(result, events.Unparseable):
             log.warning("dead-lettering %s: %s", once, result.message)
@@ -143,7 +145,7 @@ class RequestProcessor:
         offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset)
         await self.in_flight.submit(event, key, partial(self.handle, result, offset))
 
-    async def _submit_poison(self, event: EventT, source: events.SourceRecord, once: str,
+    async def _submit_poison(self, event: EventT[Any], source: events.SourceRecord, once: str,
                              stage: Stage | None, detail: str) -> None:
         """A record whose intake raised or crashed: a request failure, else a dead letter.
 

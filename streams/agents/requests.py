@@ -81,7 +81,7 @@ def tune_runtime() -> None:
 
 
 @app.agent(request_channel, name="payout-link-requests")
-async def handle_requests(stream: StreamT) -> None:
+async def handle_requests(stream: StreamT[bytes]) -> None:
     if app.should_stop:
         return  # Faust's supervisor restarts an agent cancelled while the worker stops
     clients = build_clients()
@@ -92,7 +92,8 @@ async def handle_requests(stream: StreamT) -> None:
     delivery = DeliveryGuard(app.consumer, REQUEST_TOPICS, probe,
                              injected_loss=InjectedLoss(settings.fault_lose_deliveries))
 
-    @app.on_partitions_revoked.connect
+    # Faust calls it as (app, revoked, signal=...); the stub wants a *args receiver.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _ownership_changed(app_: object, revoked: object, **_: object) -> None:
         delivery.reset()
 
@@ -100,7 +101,8 @@ async def handle_requests(stream: StreamT) -> None:
     watchdog = app.add_future(every(1.0, delivery.watch, owner=app))
     app.track_in_flight(processor.in_flight)  # a stop drains or abandons it
     try:
-        async for event in stream.noack().events():
+        # noack() is Stream's, not declared on StreamT.
+        async for event in stream.noack().events():  # type: ignore[attr-defined]
             if FAULTS.hit("agent", event.message.value) == "fatal":
                 await app.crash(InjectedFault("injected fatal error in stage agent"))
                 return  # nothing more is read after a fatal error; the record stays unacked

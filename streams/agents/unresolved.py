@@ -22,6 +22,6 @@ async def _send_to_home(key: str, value: bytes) -> None:
 redriver = Redriver(lambda: list(unresolved.items()), _send_to_home)
 
 
-@app.timer(interval=SWEEP_INTERVAL_S, name="redrive-unresolved-links")
+@app.timer(interval=SWEEP_INTERVAL_S, name="redrive-unresolved-links")  # type: ignore[untyped-decorator]  # faust's timer() is unannotated
 async def redrive_unresolved() -> None:
     await redriver.run_once()

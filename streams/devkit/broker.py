@@ -30,6 +30,10 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
 
 KAFKA_VERSION = "4.3.1"  # keep in step with <kafka.version> in kafka/pom.xml
 POM = Path(__file__).with_name("kafka") / "pom.xml"
@@ -190,7 +194,7 @@ def broker_ready(host: str, port: int, timeout: float = 2.0) -> bool:
     except OSError:
         return False
     correlation, brokers = struct.unpack(">ii", body[:8])
-    return correlation == 7 and brokers > 0
+    return bool(correlation == 7 and brokers > 0)
 
 
 def wait_until_ready(host: str, port: int, died: Callable[[], str | None],
@@ -330,7 +334,7 @@ class ContainerKafka(Broker):
     def __init__(self, port: int = 0, version: str = KAFKA_VERSION) -> None:
         self.image = f"apache/kafka:{version}"
         self.port = port or free_port()
-        self._container = None  # testcontainers DockerContainer once started
+        self._container: DockerContainer | None = None  # once started
         self.host = "127.0.0.1"
         self.bootstrap_servers = f"{self.host}:{self.port}"
 
@@ -347,7 +351,8 @@ class ContainerKafka(Broker):
         local = host in ("localhost", "127.0.0.1")
         self.host = "127.0.0.1" if local else host
         self.bootstrap_servers = f"{self.host}:{self.port}"
-        container.with_bind_ports(9092, ("127.0.0.1", self.port) if local else self.port)
+        # docker-py takes (host_ip, port); testcontainers annotates only str | int.
+        container.with_bind_ports(9092, ("127.0.0.1", self.port) if local else self.port)  # type: ignore[arg-type]
         config = dict(COMMON_CONFIG)
         config.update({
             # Clients use PLAINTEXT (the mapped host port); the broker talks to
@@ -394,7 +399,7 @@ def docker_available(timeout: float = 2.0) -> bool:
     try:
         import docker
 
-        client = docker.from_env(timeout=timeout)
+        client = docker.from_env(timeout=timeout)  # type: ignore[arg-type]  # requests takes a float
         try:
             return bool(client.ping())
         finally:

@@ -153,12 +153,12 @@ def plan_inputs(cfg: ChaosConfig, run: str) -> list[Input]:
 
 @dataclass
 class Report:
-    inputs: Counter = field(default_factory=Counter)
+    inputs: Counter[str] = field(default_factory=Counter)
     one_outcome: int = 0
     lost: list[str] = field(default_factory=list)
     unaccounted: list[str] = field(default_factory=list)
     duplicate_links: list[str] = field(default_factory=list)
-    outcome_events: Counter = field(default_factory=Counter)
+    outcome_events: Counter[str] = field(default_factory=Counter)
     republished: int = 0
     answered_at_kills: list[int] = field(default_factory=list)
     false_failures: list[str] = field(default_factory=list)
@@ -206,8 +206,8 @@ def check(inputs: list[Input], outcomes: Outcomes,
     """Account for every input: exactly one outcome each, one link per key at most."""
     report = Report()
     by_key: dict[str, list[Mapping[str, Any]]] = {}
-    for topic, evs in outcomes.by_topic.items():
-        for e in evs:
+    for topic, published in outcomes.by_topic.items():
+        for e in published:
             by_key.setdefault(outcome_key(e), []).append(e)
             report.outcome_events[topic] += 1
     report.republished = sum(len(v) for v in by_key.values()) - sum(
@@ -344,14 +344,14 @@ async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
                 pass
 
 
-class RunLog(list):
+class RunLog(list[str]):
     """Chaos events, kept for the report and printed as they happen."""
 
     def __init__(self) -> None:
         super().__init__()
         self.started = time.monotonic()
 
-    def append(self, line: str) -> None:  # type: ignore[override]
+    def append(self, line: str) -> None:
         super().append(line)
         print(f"  [{time.monotonic() - self.started:6.1f}s] {line}", flush=True)
 

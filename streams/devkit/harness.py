@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -230,13 +230,13 @@ def outcome_key(event: Mapping[str, Any]) -> str:
     """Which request an outcome answers: its link key, or for a dead letter its raw key."""
     if event["event_type"] == TOPICS.dead_letter:
         if event.get("raw_key_truncated"):
-            return "#sha256=" + event["raw_key_sha256"]  # as streams.events.outcome_record_key
+            return "#sha256=" + cast(str, event["raw_key_sha256"])  # as streams.events.outcome_record_key
         raw = event.get("raw_key_b64")
         return base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
     if event.get("link_key") is None:  # a request failure without a valid link key
         source = event.get("source") or {}
         return f"#source={source.get('topic')}/{source.get('partition')}/{source.get('offset')}"
-    return event["link_key"]
+    return cast(str, event["link_key"])
 
 
 async def stop_consuming(task: asyncio.Task[None] | None,

@@ -36,7 +36,7 @@ class CashfreeProvider:
     # Production sets https://payout-api.cashfree.com (test: https://payout-gamma.cashfree.com).
     default_base_url = "http://127.0.0.1:8082"
     # The simulator's development client (streams/devkit/sims/cashfree.py).
-    dev_account = {"client_id": "CF_TEST_CLIENT_ID", "client_secret": "cf_test_client_secret"}
+    dev_account: Mapping[str, Any] | None = {"client_id": "CF_TEST_CLIENT_ID", "client_secret": "cf_test_client_secret"}
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.transformers = CashfreeConnector()

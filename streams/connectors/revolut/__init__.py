@@ -46,7 +46,7 @@ class RevolutProvider:
     currencies = CURRENCIES
     base_url_env = "REVOLUT_BASE_URL"
     default_base_url = "http://127.0.0.1:8083"  # the simulator; production sets the real API
-    dev_account = DEV_ACCOUNT
+    dev_account: Mapping[str, Any] | None = DEV_ACCOUNT
 
     def __init__(self) -> None:
         self.transformers = RevolutConnector()

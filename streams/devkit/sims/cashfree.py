@@ -1054,6 +1054,7 @@ class CashfreeSimulator:
             _bump(stats.events, "error_5xx_after_create")
 
         if existing is not None:
+            assert isinstance(cid, str)  # checked first, or the validated cashgramId
             _bump(self.conflicts, cid)
             _bump(stats.events, "conflicts_409")
             if fault == "lost_after_create":
@@ -1062,6 +1063,7 @@ class CashfreeSimulator:
                 return deferred
             return self._error(409, "cashgram_id_already_exists", f"Cashgram with id {cid} already exists")
 
+        assert isinstance(parsed, CashgramRequest) and isinstance(cid, str)  # validated above
         code = self._new_code()
         cg = _Cashgram(parsed, client_id, self._next_reference_id, LINK_BASE + code, self.now())
         self._next_reference_id += 1
