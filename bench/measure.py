@@ -12,9 +12,10 @@ import os
 import re
 import statistics
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -111,7 +112,7 @@ class ProcSampler:
         self.samples[name].append(sample)
         return sample
 
-    async def __aenter__(self) -> "ProcSampler":
+    async def __aenter__(self) -> ProcSampler:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -180,7 +181,7 @@ class OutcomeTracker:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> "OutcomeTracker":
+    async def __aenter__(self) -> OutcomeTracker:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
             fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -231,7 +232,7 @@ class OutcomeTracker:
                 try:
                     await asyncio.wait_for(self.changed.wait(),
                                            min(1.0, deadline - time.monotonic()))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             return len(pending)
         finally:
@@ -283,7 +284,7 @@ class LoadDriver:
         self.tracker, self.sampler, self.worker_name = tracker, sampler, worker_name
         self._producer: AIOKafkaProducer | None = None
 
-    async def __aenter__(self) -> "LoadDriver":
+    async def __aenter__(self) -> LoadDriver:
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                           linger_ms=5, max_batch_size=256 * 1024)
         await self._producer.start()

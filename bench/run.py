@@ -58,17 +58,23 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 
+from bench import codec_cost, report
 from bench.measure import (
-    LoadDriver, OutcomeTracker, ProcSampler, StepResult, proc_memory_kb, settled_stored_bytes,
+    LoadDriver,
+    OutcomeTracker,
+    ProcSampler,
+    StepResult,
+    proc_memory_kb,
+    settled_stored_bytes,
     start_group_at_end,
 )
-from bench import codec_cost, report
 from streams.devkit.broker import LocalKafka, broker_from_environment, free_port
 from streams.devkit.demo import DEMO_ROUTING
 from streams.devkit.harness import OUTCOME_TOPICS, REPO_ROOT, TOPICS, WorkerProcess, create_topics
@@ -701,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         args.naive_links = min(args.naive_links, 30)
         args.sweep_links = min(args.sweep_links, 10_000)
     started = time.monotonic()
-    started_at = dt.datetime.now(dt.timezone.utc)
+    started_at = dt.datetime.now(dt.UTC)
     commit = report.git_commit()  # the tree measured: others may commit during the run
 
     def terminate(signum: int, frame: Any) -> None:
