@@ -8,8 +8,10 @@ itself is :mod:`streams.connectors.provider`.
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class NotFound:
     """A lookup by reference found no link: a create is safe."""
 
 
-ProviderOutcome = Union[LinkCreated, Rejected, Transient, Unknown, NotFound]
+ProviderOutcome = LinkCreated | Rejected | Transient | Unknown | NotFound
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,22 @@ class Unsupported:
 
     field: str
     message: str
+
+
+MAX_RETRY_AFTER_S = 300.0  # a provider's Retry-After must not stall a link for ever
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """A provider's ``Retry-After`` in seconds, capped; None when absent or unreadable
+    (an HTTP-date is rare from APIs: our own backoff applies then)."""
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def link_reference(link_key: str, *, prefix: str = "pl_") -> str:

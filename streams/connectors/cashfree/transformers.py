@@ -18,16 +18,25 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field as dataclass_field
-from datetime import date, datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
 
 import orjson
 
 from streams import money
 from streams.connectors.base import (
-    HttpAnswer, HttpCall, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
+    HttpAnswer,
+    HttpCall,
+    LinkCreated,
+    NotFound,
+    ProviderOutcome,
+    Rejected,
+    Transient,
+    Unknown,
     Unsupported,
+    retry_after_s,
 )
 
 NAME = "cashfree"
@@ -39,7 +48,6 @@ CURRENCY = "INR"  # Cashgrams pay out rupees only
 MIN_AMOUNT_PAISE = 100  # `amount` ≥ 1.00 rupee
 MAX_LINK_EXPIRY_DAYS = 30  # `linkExpiry` at most 30 days ahead (India calendar days)
 MAX_REMARKS_CHARS = 70  # `remarks` longer than this is refused (422 remarks_invalid)
-MAX_RETRY_AFTER_S = 300.0  # a provider's Retry-After must not stall a link for ever
 DEFAULT_TOKEN_LIFETIME_S = 360.0  # "token valid 6 minutes"
 MAX_TOKEN_LIFETIME_S = 3600.0  # an `expiry` further out than this is not believed
 _MAX_TEXT = 500  # provider messages are echoed into events; keep them bounded
@@ -163,7 +171,7 @@ def link_expires_at(link_expiry: Any) -> str | None:
     if day is None:
         return None
     instant = (day + 1) * _DAY_S - IST_OFFSET_S
-    return datetime.fromtimestamp(instant, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(instant, UTC).isoformat().replace("+00:00", "Z")
 
 
 # ------------------------------------------------------------------ answer reading
@@ -227,15 +235,6 @@ def _read(answer: HttpAnswer) -> _Read:
     return _Read(status, body)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP-date: our own backoff applies
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def _reference_id(value: Any) -> str | None:
@@ -401,7 +400,7 @@ class CashfreeConnector:
                             read.message or f"HTTP {read.status} from cashfree authorize",
                             None, read.status, read.details())
         if read.status == 429:
-            return Transient("authorize_throttled", 429, _retry_after(answer.headers))
+            return Transient("authorize_throttled", 429, retry_after_s(answer.headers))
         return Transient(f"authorize_unavailable:{answer.status}", answer.status)
 
     def refused_token(self, answer: HttpAnswer) -> bool:
@@ -428,7 +427,7 @@ class CashfreeConnector:
             return Unknown("cashgram_id_already_exists", 409)
         if status in (408, 429):  # refused before any work
             return Transient("throttled" if status == 429 else "request_timeout", status,
-                             _retry_after(answer.headers))
+                             retry_after_s(answer.headers))
         if status >= 500 or status < 400:
             # 5xx: a gateway may answer after the API stored the Cashgram; anything
             # else unexpected (a 2xx that isn't 200, an ERROR without subCode) may too.
@@ -459,7 +458,7 @@ class CashfreeConnector:
         if _says_cashgram_absent(read):
             return NotFound()
         if read.status == 429:
-            return Transient("throttled", 429, _retry_after(answer.headers))
+            return Transient("throttled", 429, retry_after_s(answer.headers))
         code = read.code if read.code is not None and _CODE_WORD.fullmatch(read.code) else None
         return Transient(f"lookup_refused:{code or read.status}", answer.status)
 

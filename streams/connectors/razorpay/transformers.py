@@ -1,18 +1,26 @@
 """RazorpayX Payout Links: pure transformers (see shared/reference/providers.md)."""
 from __future__ import annotations
 
-import math
 import re
-from datetime import date, datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
 
 import orjson
 
-from streams.connectors.razorpay.account import RazorpayAccount
 from streams.connectors.base import (
-    HttpAnswer, HttpCall, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
+    HttpAnswer,
+    HttpCall,
+    LinkCreated,
+    NotFound,
+    ProviderOutcome,
+    Rejected,
+    Transient,
+    Unknown,
     Unsupported,
+    retry_after_s,
 )
+from streams.connectors.razorpay.account import RazorpayAccount
 
 NAME = "razorpay"
 CREATE_PATH = "/v1/payout-links"
@@ -49,7 +57,6 @@ REQUEST_FIELD = {
 }
 
 
-MAX_RETRY_AFTER_S = 300.0  # a provider's Retry-After must not stall a link for ever
 
 CURRENCY = "INR"  # RazorpayX pays out in rupees only
 MIN_AMOUNT_PAISE = 100  # "The amount must be atleast INR 1.00."
@@ -98,7 +105,7 @@ def _iso(unix_seconds: Any) -> str | None:
     """Provider timestamps are untrusted: anything but a plausible epoch second is None."""
     if type(unix_seconds) is not int or not 0 < unix_seconds < 32503680000:  # year 3000
         return None
-    return datetime.fromtimestamp(unix_seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(unix_seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _expiry(entity: Mapping[str, Any], sent: HttpCall | None) -> str | None:
@@ -253,22 +260,13 @@ def _link_from_entity(entity: Any, sent: HttpCall | None) -> ProviderOutcome:
     )
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP-date: rare from APIs; our own backoff applies
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def _error_outcome(answer: HttpAnswer) -> ProviderOutcome:
     status = answer.status
     if status in (408, 429):  # the provider did not process the request
         return Transient("throttled" if status == 429 else "request_timeout", status,
-                         _retry_after(answer.headers))
+                         retry_after_s(answer.headers))
     if status >= 500:
         # A 5xx may come from a gateway after the API committed the link (502/504),
         # so it is not proof that nothing was created: look up before creating again.

@@ -11,16 +11,25 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import orjson
 
 from streams import money
 from streams.connectors.base import (
-    HttpAnswer, HttpCall, LinkCreated, NotFound, ProviderOutcome, Rejected, Transient, Unknown,
+    HttpAnswer,
+    HttpCall,
+    LinkCreated,
+    NotFound,
+    ProviderOutcome,
+    Rejected,
+    Transient,
+    Unknown,
     Unsupported,
+    retry_after_s,
 )
 from streams.connectors.http import AuthUnavailable
 from streams.connectors.revolut.account import RevolutAccount
@@ -43,7 +52,6 @@ MIN_EXPIRY_DAYS, MAX_EXPIRY_DAYS = 1, 7  # expiry_period P1D..P7D (default P7D)
 DEFAULT_EXPIRY_DAYS = 7
 REFERENCE_MAX = 100  # `reference`: 1-100 characters
 LIST_LIMIT = 1000  # the list's largest page
-MAX_RETRY_AFTER_S = 300.0  # a provider's Retry-After must not stall a link for ever
 MAX_MESSAGE = 500  # provider messages are kept, bounded
 DEFAULT_TOKEN_LIFETIME_S = 300.0  # when a token answer states no usable expires_in
 MAX_TOKEN_LIFETIME_S = 24 * 3600.0  # Revolut's last 40 minutes; a day is implausible already
@@ -73,7 +81,7 @@ REQUEST_FIELD = {
 }
 
 _US = 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 # RFC 3339 section 5.6 in every spelling it allows (lowercase t/z, any fraction digits).
 _RFC3339 = re.compile(
@@ -180,16 +188,6 @@ def _url(value: Any) -> str | None:
     """A URL we would hand a recipient: http(s), RFC 3986 characters only, or None."""
     return value if isinstance(value, str) and _URL.fullmatch(value) else None
 
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP-date: rare from APIs; our own backoff applies
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 class RevolutConnector:
@@ -420,7 +418,7 @@ def _error_outcome(answer: HttpAnswer) -> ProviderOutcome:
     status = answer.status
     if status in (408, 429):  # refused before anything was done
         return Transient("throttled" if status == 429 else "request_timeout", status,
-                         retry_after(answer.headers))
+                         retry_after_s(answer.headers))
     if status == 409:
         # 409/3010: our request_id is taken by a link with other parameters -- so a link
         # exists under our reference (an earlier attempt, e.g. with an expiry_period that
@@ -446,7 +444,7 @@ def _lookup_error(answer: HttpAnswer) -> Transient:
     """A lookup creates nothing and a refused one proves nothing: ask again, never fail."""
     status = answer.status
     if status == 429:
-        return Transient("throttled", status, retry_after(answer.headers))
+        return Transient("throttled", status, retry_after_s(answer.headers))
     if 400 <= status < 500:
         code = "provider_authentication_failed" if status in (401, 403) else "provider_rejected"
         return Transient(f"lookup_refused:{code}", status)
