@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test unit integration chaos worker clean
+.PHONY: install demo test lint unit integration chaos worker clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: install
 chaos: install
 	$(PY) -m streams.devkit.chaos $(CHAOS_ARGS)
 
+# ruff over all the code, mypy --strict over the package (config in pyproject.toml).
+lint: $(VENV)/.installed
+	$(PY) -m ruff check streams tests bench
+	$(PY) -m mypy streams
+
 unit: $(VENV)/.installed
 	$(PY) -m pytest -ra tests/unit
 
@@ -38,4 +43,4 @@ worker: $(VENV)/.installed
 	$(PY) -m streams worker --loglevel info
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
