@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with broker_from_environment(workdir / "kafka") as broker, SimulatorFleet(
                 latency_ms=cfg.latency_ms, jitter_ms=cfg.jitter_ms,
-                faults={name: cfg.faults for name in ("razorpay", "cashfree", "revolut")},
+                faults={name: cfg.faults for name in PROVIDERS},
                 hang_ms=3000, seed=seed, cashfree_token_ttl_s=cfg.cashfree_token_ttl_s,
                 revolut_honour_request_id=False) as fleet:
             report = asyncio.run(run(cfg, broker, fleet, workdir))

@@ -12,7 +12,7 @@ line ``SIMULATOR_URL=http://127.0.0.1:<port>`` once listening;
 :class:`CashfreeSimulatorProcess` does that from Python. In-process (tests):
 ``CashfreeSimulator(config, credentials).make_app()``, or :meth:`CashfreeSimulator.add_routes`
 to mount it beside other providers in one app. Provider routes live under ``/payout/``,
-control routes under ``/_sim/cashfree/``; nothing touches Razorpay's ``/v1/...`` or ``/_sim/...``.
+control routes under ``/_sim/cashfree/``; nothing touches another simulator's ``/v1/...`` or ``/_sim/...``.
 
 Provider API (all JSON; ``Authorization: Bearer <token>`` on everything but authorize):
 
@@ -94,7 +94,7 @@ the Cashgram was stored), ``throttle_429`` (``Retry-After: 1`` on ``retry_after_
 of them), ``slow`` (+``slow_ms``), ``timeout_before_create`` (hang ``hang_ms``, create
 nothing, then a gateway 504), ``lost_after_create`` (store, then drop the connection).
 The lost/after-create faults strike any create that passed validation (a 409 included)
-and spare validation failures, like the Razorpay simulator.
+and spare validation failures, like the other simulators.
 
 Control API (plain JSON, no auth): ``GET /_sim/cashfree/health``, ``GET …/ledger[?detail=1]``,
 ``GET …/stats``, ``POST …/reset {config?, tokens?}``, ``GET|POST …/config``,
@@ -1319,7 +1319,7 @@ def config_from_args(args: argparse.Namespace) -> CashfreeSimConfig:
 async def start_server(sim: CashfreeSimulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
     """Start listening; returns the runner (``await runner.cleanup()`` to stop) and the port.
 
-    Handler cancellation stays off, as in the Razorpay simulator's server, so a client
+    Handler cancellation stays off, as in streams.devkit.simulator's server, so a client
     leaving mid-request never interrupts a create half-way.
     """
     runner = web.AppRunner(sim.make_app(), access_log=None, shutdown_timeout=1.0, handler_cancellation=False)
@@ -1366,7 +1366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class CashfreeSimulatorProcess(SimulatorProcess):
-    """The Cashfree simulator as a child process; start/stop/URL handling is the Razorpay one's.
+    """The Cashfree simulator as a child process; start/stop/URL handling is streams.devkit.simulator's.
 
     Credentials ``{client_id: {"client_secret": …}}`` travel via ``SIM_CREDENTIALS``
     (never argv); any :class:`CashfreeSimConfig` key can be given in ``config``.
