@@ -360,7 +360,8 @@ Columns: **mix** / **razorpay only** links/s at max and ÷ bare; **mix ÷ rzp** 
 the two; **by provider** links/s at max of razorpay / cashfree / revolut (each: its
 outcomes ÷ (its last outcome − the step's first send)) and their p99 (ms); **CPU ms/link**
 the worker's CPU per link at max, mix / razorpay only; **RSS** the mixed worker's peak
-over **links**; **floor** Razorpay-only ≥ 0.45 × bare (issue 9).
+over **links**; **floor** Razorpay-only ≥ 0.45 × bare (issue 9); **other jobs %** as in
+the runs table, mix pass / Razorpay-only pass (each with the baselines).
 
 | mix run (UTC) | commit | machine | other jobs % | provider ms | mix links/s | ×bare | razorpay only links/s | ×bare | mix ÷ rzp | bare | ×naive (mix) | by provider links/s | by provider p99 ms | p50/p99@500 ms (mix) | CPU ms/link | RSS MB / links | wall s | floor |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
@@ -382,7 +383,7 @@ def append_mix_doc(r: dict[str, Any], path: Path) -> None:
     row = [
         r["started_at"][:16].replace("T", " "), f"`{r['commit']}`",
         f"{m['nproc']}× {m['cpu'][:20]}, load {m['load_avg_1m_at_end']}",
-        _f(r.get("foreign_cpu_pct")),
+        _f(r.get("foreign_cpu_pct")) + (f" / {_f(default.get('foreign_cpu_pct'))}" if default else ""),
         f"{r['provider_latency_ms']:g}±{r['provider_jitter_ms']:g}" + (" (quick)" if r["quick"] else ""),
         f"{r['links_per_s']:.0f}", _f(r["ratio_to_bare"], "{:.2f}"),
         _f(default.get("links_per_s")), _f(default.get("ratio_to_bare"), "{:.2f}"),
