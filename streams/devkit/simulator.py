@@ -1013,6 +1013,8 @@ class SimulatorProcess:
     atexit, so a crashed test run does not leave a listener behind.
     """
 
+    health_path = "/_sim/health"  # each provider's simulator names its own control prefix
+
     def __init__(
         self,
         *,
@@ -1105,7 +1107,7 @@ class SimulatorProcess:
     def _wait_healthy(self, deadline: float) -> None:
         while True:
             try:
-                with urllib.request.urlopen(self.url + "/_sim/health", timeout=1.0) as resp:
+                with urllib.request.urlopen(self.url + self.health_path, timeout=1.0) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):

@@ -129,8 +129,6 @@ import string
 import sys
 import time
 import unicodedata
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1372,6 +1370,8 @@ class CashfreeSimulatorProcess(SimulatorProcess):
     (never argv); any :class:`CashfreeSimConfig` key can be given in ``config``.
     """
 
+    health_path = SIM_PREFIX + "/health"
+
     def __init__(
         self,
         *,
@@ -1390,20 +1390,6 @@ class CashfreeSimulatorProcess(SimulatorProcess):
         CashfreeSimConfig().apply(patch)  # fail here, not in the child
         self.argv = [python, "-m", "streams.devkit.sims.cashfree", "--host", host, "--port", str(port),
                      "--latency-ms", "0", "--jitter-ms", "0", "--config-json", json.dumps(patch)]
-
-    def _wait_healthy(self, deadline: float) -> None:
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + SIM_PREFIX + "/health", timeout=1.0) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"simulator exited (code {self._proc.returncode})")
-            if time.monotonic() > deadline:
-                raise TimeoutError("simulator not healthy in time")
-            time.sleep(0.05)
 
     def ledger(self, *, detail: bool = False) -> dict[str, Any]:
         return self._call("GET", SIM_PREFIX + "/ledger" + ("?detail=1" if detail else ""))

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +20,8 @@ from streams.devkit.simulator import SimulatorProcess
 
 class RevolutSimulatorProcess(SimulatorProcess):
     """The Revolut simulator as a child process (start/stop/URL as the other two)."""
+
+    health_path = revolut.SIM_PREFIX + "/health"
 
     def __init__(self, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
                  faults: Mapping[str, float] | None = None, hang_ms: float | None = None,
@@ -39,21 +38,6 @@ class RevolutSimulatorProcess(SimulatorProcess):
         for kind, p in (faults or {}).items():
             argv += ["--" + kind.replace("_", "-"), str(p)]
         self.argv = argv
-
-    def _wait_healthy(self, deadline: float) -> None:
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + revolut.SIM_PREFIX + "/health",
-                                            timeout=1.0) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"simulator exited (code {self._proc.returncode})")
-            if time.monotonic() > deadline:
-                raise TimeoutError("simulator not healthy in time")
-            time.sleep(0.05)
 
     def ledger(self) -> dict[str, Any]:
         return self._call("GET", revolut.SIM_PREFIX + "/ledger")
