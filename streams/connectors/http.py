@@ -32,7 +32,10 @@ class AuthScheme(Protocol):
     def refused_token(self, answer: HttpAnswer) -> bool:
         """The answer says our token is invalid or expired (not: the credentials are)."""
 
-    async def refresh(self, account: Any) -> None: ...
+    async def refresh(self, account: Any, refused: Mapping[str, str]) -> None:
+        """Renew the account's credentials after ``refused`` (the headers the provider
+        refused) -- only if they are still the current ones: calls in flight on an old
+        token must not throw away the token just renewed."""
 
 
 class HttpTransformers(Protocol):
@@ -55,7 +58,7 @@ class StaticHeaders:
     def refused_token(self, answer: HttpAnswer) -> bool:
         return False
 
-    async def refresh(self, account: Any) -> None:
+    async def refresh(self, account: Any, refused: Mapping[str, str]) -> None:
         return None
 
 
@@ -138,7 +141,7 @@ class HttpProviderClient:
                 return answer
             if attempt == 1:  # refused before anything was done: renew and send again
                 log.info("%s %s: token refused; renewing it", call.method, call.path)
-                await self.auth.refresh(account)
+                await self.auth.refresh(account, headers)
         return answer
 
     async def aclose(self) -> None:

@@ -75,10 +75,9 @@ class CashfreeAuth:
     def refused_token(self, answer: HttpAnswer) -> bool:
         return self._connector.refused_token(answer)
 
-    async def refresh(self, account: CashfreeAccount) -> None:
-        """The generic flow's renewal: it can't say which token was refused, so it drops
-        whatever is current. :class:`CashfreeClient` uses :meth:`forget` instead."""
-        self.tokens.forget(account)
+    async def refresh(self, account: CashfreeAccount, refused: Mapping[str, str]) -> None:
+        """Drop the refused token (not a newer one that replaced it meanwhile)."""
+        self.forget(account, refused.get("Authorization", "").removeprefix("Bearer "))
 
     # -- the token endpoint ---------------------------------------------------------------
     async def _fetch(self, account: CashfreeAccount) -> tuple[str, float]:

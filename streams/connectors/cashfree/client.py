@@ -28,7 +28,7 @@ from streams.connectors.base import (
 from streams.connectors.cashfree.account import CashfreeAccount
 from streams.connectors.cashfree.auth import CashfreeAuth, CredentialsRefused
 from streams.connectors.cashfree.transformers import CashfreeConnector
-from streams.connectors.http import AuthUnavailable, HttpProviderClient
+from streams.connectors.http import HttpProviderClient
 from streams.connectors.transport import ProviderTransport
 
 log = logging.getLogger(__name__)
@@ -79,27 +79,6 @@ class CashfreeClient(HttpProviderClient):
             return answer
         return self.transformers.read_lookup(answer, reference, self._expiries.get(reference))
 
-    async def _send(self, call: HttpCall,
-                    account: CashfreeAccount) -> HttpAnswer | Transient | Unknown:
-        """Send with the account's token; once more with a new one if it is refused.
-
-        A token refusal comes before Cashfree does anything, so the re-send is safe;
-        a second refusal is returned as it is (a create reads it as Rejected).
-        Raises :class:`CredentialsRefused` when authorize refuses the account.
-        """
-        answer: HttpAnswer | Transient | Unknown = Transient("not_sent")
-        for attempt in (1, 2):
-            try:
-                token = await self.auth.token(account)
-            except AuthUnavailable as exc:
-                return Transient(f"auth_unavailable:{exc}")
-            answer = await self.transport.send(call, {"Authorization": f"Bearer {token}"})
-            if not (isinstance(answer, HttpAnswer) and self.auth.refused_token(answer)):
-                return answer
-            if attempt == 1:
-                log.info("%s %s: cashfree refused the token; renewing it", call.method, call.path)
-                self.auth.forget(account, token)
-        return answer
 
     def _remember(self, reference: str, link_expiry: object) -> None:
         if not reference or not isinstance(link_expiry, str):
