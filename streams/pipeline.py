@@ -1,0 +1,142 @@
+"""Everything the request agent needs for a worker's lifetime, as one Faust service.
+
+The agent itself is a thin loop (:mod:`streams.agents.requests`). What it reads
+through — provider clients with their connection pools and token caches, the
+processor, the delivery guard and its broker probe, the watchdog timer, the ack
+guard — is built here once per worker, started after table recovery with the app's
+other services, and closed when the app stops. It used to be built inside the agent
+body, which tied its life to one agent run and its watchdog to a task nobody owned.
+
+Stop order (mode stops a service's own ``on_stop`` before its children): the app
+first drains or abandons in-flight work (:mod:`streams.shutdown`), then this service
+closes the connection pools those calls used.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+from mode import Service
+
+from streams.app import (
+    app,
+    created_topic,
+    dead_letter_topic,
+    failed_topic,
+    links,
+    routed_topic,
+    settings,
+    unresolved,
+)
+from streams.connectors.guard import ProviderGuard
+from streams.connectors.provider import Endpoint, ProviderClient
+from streams.connectors.registry import PROVIDERS
+from streams.delivery import BrokerGapProbe, DeliveryGuard, InjectedLoss, every
+from streams.faults import Faults
+from streams.faust_internals import set_changelog_buffer_limit
+from streams.inflight import guard_acks
+from streams.link_creation import LinkCreator, RetryPolicy
+from streams.poison import CrashMarker
+from streams.processor import RequestProcessor
+
+REQUEST_TOPICS = (settings.topics.requested, settings.topics.routed)
+WATCHDOG_INTERVAL_S = 1.0
+
+
+def build_clients() -> dict[str, ProviderClient]:
+    """One client (one connection pool, one token cache) per provider per worker."""
+    return {name: provider.client(Endpoint(
+        settings.base_urls[name], connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s, max_connections=settings.max_in_flight))
+        for name, provider in PROVIDERS.items()}
+
+
+def build_processor(clients: dict[str, ProviderClient]) -> RequestProcessor:
+    faults = Faults(settings.faults)
+    policy = RetryPolicy(max_attempts=settings.retry_max_attempts,
+                         max_seconds=settings.retry_max_s)
+    return RequestProcessor(
+        settings=settings, links=links, unresolved=unresolved, routed=routed_topic,
+        created=created_topic, failed=failed_topic, dead_letter=dead_letter_topic,
+        creators={name: LinkCreator(
+            PROVIDERS[name], client, policy,
+            ProviderGuard(name, rate_per_s=settings.provider_rate_per_s,
+                          failure_threshold=settings.breaker_failure_threshold,
+                          open_seconds=settings.breaker_open_s),
+            faults=faults) for name, client in clients.items()},
+        on_fatal=app.crash,
+        marker=CrashMarker(settings.data_dir / "crash-marker"),
+        faults=faults,
+    )
+
+
+def tune_runtime() -> None:
+    """Measured on the bench (docs/benchmarks.md): both pauses cost throughput.
+
+    Faust stops feeding streams whenever more than 100 changelog writes wait in its
+    producer buffer (130-190 times per 20k links at full load); and full garbage
+    collections over the startup heap paused the loop 44-64 ms every ~2 s.
+    """
+    set_changelog_buffer_limit(app, settings.changelog_buffer_max)
+    gc.freeze()  # what exists after startup lives for the whole process
+    gc.set_threshold(50_000, 20, 20)
+
+
+class RequestPipeline(Service):
+    """Provider clients, processor and delivery guard of one worker."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ready = asyncio.Event()
+        self.clients: dict[str, ProviderClient] = {}
+        self.processor: RequestProcessor | None = None
+        self.delivery: DeliveryGuard | None = None
+        self._probe: BrokerGapProbe | None = None
+
+    async def on_start(self) -> None:
+        self.clients = build_clients()
+        self.processor = build_processor(self.clients)
+        tune_runtime()
+        guard_acks(app.consumer, REQUEST_TOPICS)
+        self._probe = BrokerGapProbe(settings.bootstrap_servers)
+        self.delivery = DeliveryGuard(app.consumer, REQUEST_TOPICS, self._probe,
+                                      injected_loss=InjectedLoss(settings.fault_lose_deliveries))
+        # Faust calls it as (app, revoked, signal=...); the stub wants a *args receiver.
+        app.on_partitions_revoked.connect(self._ownership_changed)  # type: ignore[arg-type]
+        app.track_in_flight(self.processor.in_flight)  # a stop drains or abandons it
+        # The watchdog: partitions owned but silent while the broker holds records are
+        # re-fetched. Its owner for crash purposes is the app (a worker that can no
+        # longer consume must exit); this service cancels it when it stops.
+        self.add_future(every(WATCHDOG_INTERVAL_S, self.delivery.watch, owner=app))
+        self._ready.set()
+
+    async def _ownership_changed(self, app_: object, revoked: object, **_: object) -> None:
+        if self.delivery is not None:
+            self.delivery.reset()
+
+    async def on_stop(self) -> None:
+        app.on_partitions_revoked.disconnect(self._ownership_changed)  # type: ignore[arg-type]
+        if self.processor is not None:
+            app.untrack_in_flight(self.processor.in_flight)
+        # Shielded: at shutdown the stopping task may be cancelled, and unclosed
+        # connection pools are reported as errors by aiohttp.
+        closing = [c.aclose() for c in self.clients.values()]
+        if self._probe is not None:
+            closing.append(self._probe.close())
+        await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
+
+    async def ready(self) -> tuple[RequestProcessor, DeliveryGuard]:
+        """Wait until started; the agent reads nothing before that."""
+        await self._ready.wait()
+        assert self.processor is not None and self.delivery is not None
+        return self.processor, self.delivery
+
+
+pipeline = RequestPipeline()
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def start_pipeline() -> None:
+    """Started with the app's tasks, after table recovery; stopped with the app."""
+    await app.add_runtime_dependency(pipeline)
