@@ -8,6 +8,7 @@ import faust
 
 from streams.config import Settings, load_settings
 from streams.faust_internals import AwaitableWritesTable
+from streams.partitioning import kafka_default_partitioner
 from streams.preflight import compression_type
 from streams.shutdown import BoundedShutdownApp, PayoutWorker, ShutdownBounds
 
@@ -40,6 +41,8 @@ app = BoundedShutdownApp(
     # Every record the worker produces is bounded far below this (docs/architecture.md,
     # "Record sizes"), and every topic it writes accepts at least this much.
     producer_max_request_size=settings.producer_max_request_bytes,
+    # Kafka's default partitioner, each link key hashed once (streams.partitioning).
+    producer_partitioner=kafka_default_partitioner,
     web_port=settings.web_port,
     web_host="127.0.0.1",
     # Faust's own JSON codec is never used: values are bytes, (de)coded by streams.events.

@@ -76,9 +76,20 @@ def link_key(merchant_id: str, merchant_payout_id: str) -> str:
     return f"{merchant_id}:{merchant_payout_id}"
 
 
+_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
+
+
 def deterministic_event_id(*parts: str) -> str:
-    """Same inputs, same id: a re-published outcome is recognisably the same event."""
-    return str(uuid.uuid5(EVENT_NAMESPACE, "|".join(parts)))
+    """Same inputs, same id: a re-published outcome is recognisably the same event.
+
+    RFC 4122 UUIDv5 of the joined parts, exactly ``str(uuid.uuid5(EVENT_NAMESPACE, ...))``
+    (a test holds them equal), built without the ``UUID`` object: 0.9 against 2.8 µs.
+    """
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def request_fingerprint(request: Mapping[str, Any]) -> str:
@@ -93,17 +104,20 @@ def request_fingerprint(request: Mapping[str, Any]) -> str:
 MAX_DEPTH = 32
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
+def _key_count(value: Any, limit: int) -> int | None:
+    """How many keys all objects hold together; ``None`` when nested deeper than ``limit``."""
+    keys = 0
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
-            return True
+            return None
         if isinstance(node, dict):
+            keys += len(node)
             stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
-    return False
+    return keys
 
 
 def _first_float(value: Any, path: tuple[str, ...] = ()) -> str | None:
@@ -130,14 +144,29 @@ def parse_request(raw: bytes | None) -> dict[str, Any] | Unparseable:
         return Unparseable("unparseable", f"not valid UTF-8 JSON: {exc}")
     if not isinstance(value, dict):
         return Unparseable("not_an_object", f"expected a JSON object, got {type(value).__name__}")
-    if _depth_exceeds(value, MAX_DEPTH):
+    keys = _key_count(value, MAX_DEPTH)
+    if keys is None:
         # No request field nests deeper than 4; deeper input would only exhaust the
         # recursion of the checks and encoders downstream.
         return Unparseable("too_deeply_nested", f"JSON nested deeper than {MAX_DEPTH} levels")
-    duplicate = _duplicate_key(raw)
-    if duplicate is not None:
-        return duplicate
+    if _key_ends(raw) != keys:  # maybe a duplicate: the exact (slower) check decides
+        duplicate = _duplicate_key(raw)
+        if duplicate is not None:
+            return duplicate
     return value
+
+
+# Every object key in JSON text is a string whose closing quote is followed by optional
+# whitespace and a colon, so this pattern matches at least once per key written in
+# the text (a string *value* containing `":` adds matches, never hides one). orjson's
+# dicts keep one entry per distinct key. Equal counts therefore prove that no object
+# repeats a key; any difference sends the text to the exact check below. On the bench
+# machine: ~1 µs for a request against ~4.6 µs for the exact check.
+_KEY_END = re.compile(rb'"[ \t\n\r]*:')
+
+
+def _key_ends(raw: bytes) -> int:
+    return len(_KEY_END.findall(raw))
 
 
 # orjson keeps the last of two equal keys without a word; for money ("amount" twice)

@@ -21,7 +21,6 @@ from functools import partial
 from typing import Any, cast
 
 import orjson
-from aiokafka.partitioner import murmur2
 from faust.types import EventT, TopicT
 
 from streams import events, intake, lifecycle
@@ -33,15 +32,11 @@ from streams.connectors.routing import Route, Unroutable, route_existing
 from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
 from streams.link_creation import CallCount, CreationResult, InDoubt, LinkCreator, RetriesExhausted
+from streams.partitioning import home_partition
 from streams.poison import CrashMarker, Stage, Verdict, isolate
 from streams.unresolved import UnresolvedEntry, parked
 
 log = logging.getLogger(__name__)
-
-
-def home_partition(link_key: str, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives the link key."""
-    return (cast(int, murmur2(link_key.encode("utf-8"))) & 0x7FFFFFFF) % partitions
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ order with everything else for that link key.
 from __future__ import annotations
 
 from streams.app import app, routed_topic, settings, unresolved
-from streams.processor import home_partition
+from streams.partitioning import home_partition
 from streams.unresolved import Redriver
 
 SWEEP_INTERVAL_S = max(0.5, min(5.0, settings.unresolved_retry_s / 2))

@@ -1,11 +1,17 @@
-"""The thin HTTP layer: one shared httpx client per worker, on the aiohttp transport.
+"""The thin HTTP layer: one aiohttp connection pool per provider per worker.
 
 It sends a connector's :class:`HttpCall` and returns an :class:`HttpAnswer`, or says
-whether a failed call *provably never reached* the provider. That distinction is made
-from the underlying cause: httpx-aiohttp maps every ``aiohttp.ClientConnectionError``,
-including a server dropping the connection after reading the request, to
-``httpx.ConnectTimeout``, so the httpx exception type alone would call a lost response
-"safe to retry" and create a second link.
+whether a failed call *provably never reached* the provider (:class:`Transient`) or
+may have (:class:`Unknown`). Only a failure to open a connection (refused, DNS,
+connect or pool timeout) proves that; everything after the first byte may have been
+written -- a server dropping the connection after reading the request, a read
+timeout, a reset -- is an unknown outcome, and the link is looked up before anything
+is sent again.
+
+Raw ``aiohttp.ClientSession``, not an httpx client: measured on this project's machine,
+~100 µs of CPU per call against ~180 µs for httpx's transport API over the same
+aiohttp and ~320 µs for ``httpx.AsyncClient`` (docs/benchmarks.md). At ~1 ms of CPU per
+link on a CPU-bound worker, the provider call was the largest single item.
 """
 from __future__ import annotations
 
@@ -14,24 +20,22 @@ from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import aiohttp
-import httpx
 import orjson
-from httpx_aiohttp import AiohttpTransport
+from yarl import URL
 
 from streams.connectors.base import HttpAnswer, HttpCall, Transient, Unknown
 
 log = logging.getLogger(__name__)
 
+# Raised before a byte of the request was written: connection refused or reset while
+# connecting, DNS failure, TLS handshake failure, connect timeout, no free connection in
+# the pool in time (aiohttp's ``connect`` timeout covers the pool wait).
+_NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
 
 def never_sent(exc: BaseException) -> bool:
     """True only when the request provably did not reach the provider."""
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
-        return True
-    if cause is None and isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout,
-                                          httpx.PoolTimeout)):
-        return True  # httpx's own transport: raised before a byte was written
-    return False
+    return isinstance(exc, _NEVER_SENT)
 
 
 def classify_failure(exc: BaseException) -> Transient | Unknown:
@@ -41,33 +45,41 @@ def classify_failure(exc: BaseException) -> Transient | Unknown:
 
 
 class ProviderTransport:
-    """Created once per worker; one connection pool is reused by every call.
+    """Created once per worker per provider; one connection pool is reused by every call.
 
-    It speaks httpx's transport API (``httpx.Request`` in, ``httpx.Response`` out)
-    rather than ``httpx.AsyncClient``: measured on this project's machine, the client
-    layer (auth flow, redirects, cookie and header merging, an INFO log line per call)
-    cost ~150 µs of CPU per call, as much as the transport itself (docs/benchmarks.md).
-    Timeouts travel in the request's ``timeout`` extension as the client would put them.
+    The session is opened on first use, inside the worker's running loop.
     """
 
     def __init__(self, base_url: str, *, connect_timeout_s: float, read_timeout_s: float,
                  max_connections: int) -> None:
-        limits = httpx.Limits(max_connections=max_connections,
-                              max_keepalive_connections=max_connections)
-        self._transport = AiohttpTransport(limits=limits)
         self._base_url = base_url.rstrip("/")
-        self._urls: dict[str, httpx.URL] = {}
-        self._timeout = {"connect": connect_timeout_s, "read": read_timeout_s,
-                         "write": read_timeout_s, "pool": connect_timeout_s}
+        self._max_connections = max_connections
+        # connect: getting a connection, pool wait included (never sent if it fires);
+        # sock_read: silence while waiting for the answer (may have been created).
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s,
+                                              sock_connect=connect_timeout_s,
+                                              sock_read=read_timeout_s)
+        self._urls: dict[str, URL] = {}
+        self._session: aiohttp.ClientSession | None = None
 
-    def _url(self, path: str) -> httpx.URL:
+    def _url(self, path: str) -> URL:
         url = self._urls.get(path)
         if url is None:
-            url = self._urls[path] = httpx.URL(self._base_url + path)
+            url = self._urls[path] = URL(self._base_url + path)
         return url
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
+                                         ttl_dns_cache=300)
+        # No cookies: provider APIs authenticate per call, and a jar costs CPU per answer.
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                              cookie_jar=aiohttp.DummyCookieJar(),
+                                              auto_decompress=True, raise_for_status=False)
+        return self._session
 
     async def send(self, call: HttpCall,
                    auth_headers: Mapping[str, str]) -> HttpAnswer | Transient | Unknown:
+        session = self._session or self._open()
         headers = {"Accept": "application/json", **auth_headers, **call.headers}
         content = None
         if call.json is not None:
@@ -76,20 +88,21 @@ class ProviderTransport:
         elif call.form is not None:
             content = urlencode(call.form).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        request = httpx.Request(call.method, self._url(call.path), params=call.params or None,
-                                content=content, headers=headers,
-                                extensions={"timeout": self._timeout})
+        url = self._url(call.path)
+        if call.params:
+            url = url.update_query(call.params)
         try:
-            response = await self._transport.handle_async_request(request)
-            try:
-                body = await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
+            async with session.request(call.method, url, data=content, headers=headers,
+                                       allow_redirects=False) as response:
+                body = await response.read()
+                return HttpAnswer(response.status, response.headers, body)
+        except (TimeoutError, aiohttp.ClientError) as exc:
             outcome = classify_failure(exc)
+            # The exception's text names the host and the socket error, never headers.
             log.warning("%s %s failed: %s (%s)", call.method, call.path, outcome.reason, exc)
             return outcome
-        return HttpAnswer(response.status_code, response.headers, body)
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()

@@ -43,8 +43,8 @@ from streams.devkit.harness import (
 )
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import DEMO_MERCHANTS, GARBAGE, invalid_request, key_of, valid_request
+from streams.partitioning import home_partition
 from streams.preflight import require_codecs
-from streams.processor import home_partition
 
 
 @dataclass(frozen=True)

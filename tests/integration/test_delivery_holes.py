@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.connectors.base import link_reference
 from streams.devkit.harness import TOPICS, OutcomeReader, WorkerProcess, produce
 from streams.devkit.traffic import key_of, valid_request
-from streams.processor import home_partition
+from streams.partitioning import home_partition
 from tests.integration.conftest import PARTITIONS
 
 pytestmark = pytest.mark.integration

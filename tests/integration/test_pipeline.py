@@ -10,7 +10,7 @@ from streams import events
 from streams.connectors.base import link_reference
 from streams.devkit.harness import TOPICS, OutcomeReader, produce
 from streams.devkit.traffic import GARBAGE, INVALID_VARIANTS, invalid_request, key_of, valid_request
-from streams.processor import home_partition
+from streams.partitioning import home_partition
 from tests.integration.conftest import PARTITIONS
 
 pytestmark = pytest.mark.integration

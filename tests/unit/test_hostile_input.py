@@ -230,6 +230,27 @@ def test_repeated_keys_are_dead_lettered_never_merged(pairs: list[tuple[str, Any
     event(out.code)
 
 
+@FUZZ
+@given(pairs=st.lists(st.tuples(st.sampled_from(["a", "b", 'x":', "\\", ""]),
+                                st.sampled_from(['"v"', '"\\":"', '1', '{"a":1}', '{"a":1,"a":2}',
+                                                 '[{"b":"\\u0022:"}]', 'null'])),
+                      max_size=5),
+       spaces=st.lists(st.sampled_from(["", " ", "\t", "\r\n  "]), min_size=10, max_size=10))
+def test_the_fast_duplicate_precheck_never_hides_a_repeated_key(
+        pairs: list[tuple[str, str]], spaces: list[str]) -> None:
+    """Whitespace around colons, `":` inside strings, nested repeats: the counting
+    pre-check may send clean text to the exact check, never let a repeat through."""
+    raw = ("{" + ",".join(f"{spaces[i % 10]}{json.dumps(k)}{spaces[(i + 3) % 10]}:"
+                          f"{spaces[(i + 7) % 10]}{v}" for i, (k, v) in enumerate(pairs))
+           + "}").encode()
+    exact = events._duplicate_key(raw)
+    out = events.parse_request(raw)
+    if exact is None:
+        assert isinstance(out, dict)
+    else:
+        assert isinstance(out, events.Unparseable) and out.code == "duplicate_key"
+
+
 # Paths of a valid request that one hostile value replaces, top level and nested.
 REPLACEABLE = sorted(REQUEST_SCHEMA["properties"]) + [
     "amount.minor_amount", "amount.currency", "customer.name", "customer.email",
@@ -630,3 +651,12 @@ def test_regression_unreadable_expire_by(expire_by: bytes) -> None:
     body = b'{"id":"poutlk_1","short_url":"https://rzp.io/i/x","expire_by":' + expire_by + b"}"
     out = CONNECTOR.read_create(HttpAnswer(200, {}, body))
     assert isinstance(out, LinkCreated) and out.expires_at is None
+
+
+@FUZZ
+@given(parts=st.lists(st.text(max_size=40), min_size=1, max_size=4))
+def test_event_ids_are_exactly_uuid5(parts: list[str]) -> None:
+    import uuid
+
+    assert events.deterministic_event_id(*parts) == str(
+        uuid.uuid5(events.EVENT_NAMESPACE, "|".join(parts)))
