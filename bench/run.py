@@ -78,8 +78,9 @@ from bench.measure import (
 from streams.devkit.broker import LocalKafka, broker_from_environment, free_port
 from streams.devkit.demo import DEMO_ROUTING
 from streams.devkit.harness import OUTCOME_TOPICS, REPO_ROOT, TOPICS, WorkerProcess, create_topics
+from streams.devkit.sims.common import SimulatorProcess
 from streams.devkit.sims.fleet import SimulatorFleet
-from streams.devkit.simulator import SimulatorProcess
+from streams.devkit.sims.razorpay import RazorpaySimulatorProcess
 from streams.devkit.traffic import key_of, valid_request
 from streams.preflight import COMPRESSION_CHOICES, COMPRESSION_ENV, require_codecs
 
@@ -735,9 +736,9 @@ def main(argv: list[str] | None = None) -> int:
             for sim in fleet.by_provider.values():
                 sim._stderr = subprocess.DEVNULL  # noqa: SLF001 -- as the default's simulator
             stack.enter_context(fleet)
-            simulator = fleet.razorpay
+            simulator = fleet["razorpay"]
         else:
-            simulator = stack.enter_context(SimulatorProcess(
+            simulator = stack.enter_context(RazorpaySimulatorProcess(
                 latency_ms=args.latency_ms, jitter_ms=args.jitter_ms, stderr=subprocess.DEVNULL))
         local = isinstance(broker, LocalKafka)
         broker_pid = broker.pid if local else None

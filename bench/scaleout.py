@@ -20,7 +20,7 @@ import orjson
 
 from streams.devkit.broker import broker_from_environment
 from streams.devkit.harness import OutcomeReader, WorkerProcess, create_topics, produce
-from streams.devkit.simulator import SimulatorProcess
+from streams.devkit.sims.razorpay import RazorpaySimulatorProcess
 from streams.devkit.traffic import key_of, valid_request
 
 
@@ -38,7 +38,7 @@ async def drain(bootstrap: str, n: int, run: str) -> float:
 
 def measure(partitions: int, workers: int, n: int, latency_ms: float, workdir: Path) -> float:
     run = uuid.uuid4().hex[:8]
-    with broker_from_environment(workdir / f"kafka-{run}") as broker, SimulatorProcess(
+    with broker_from_environment(workdir / f"kafka-{run}") as broker, RazorpaySimulatorProcess(
             latency_ms=latency_ms, jitter_ms=20) as sim:
         asyncio.run(create_topics(broker.bootstrap_servers, partitions))
         procs = [WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url=sim.url,

@@ -41,6 +41,7 @@ from streams.devkit.harness import (
     create_topics,
     outcome_key,
 )
+from streams.devkit.sims.cashfree import CashfreeSimulatorProcess
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import DEMO_MERCHANTS, GARBAGE, invalid_request, key_of, valid_request
 from streams.partitioning import home_partition
@@ -393,7 +394,9 @@ async def _monkey(cfg: ChaosConfig, broker: Broker, workers: list[WorkerProcess]
             kills_at.append(answered)
             log.append(f"kill {n}: worker pid {pid} SIGKILLed with {answered} inputs answered")
             if n == 1:  # every Cashgram token dies at once: the next calls must refresh
-                await asyncio.to_thread(fleet.cashfree.revoke_tokens)
+                cashfree = fleet["cashfree"]
+                assert isinstance(cashfree, CashfreeSimulatorProcess)
+                await asyncio.to_thread(cashfree.revoke_tokens)
                 log.append("cashgram tokens revoked")
             if n in kafka_after:
                 await asyncio.to_thread(broker.stop)
@@ -525,8 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         with broker_from_environment(workdir / "kafka") as broker, SimulatorFleet(
                 latency_ms=cfg.latency_ms, jitter_ms=cfg.jitter_ms,
                 faults={name: cfg.faults for name in PROVIDERS},
-                hang_ms=3000, seed=seed, cashfree_token_ttl_s=cfg.cashfree_token_ttl_s,
-                revolut_honour_request_id=False) as fleet:
+                hang_ms=3000, seed=seed,
+                options={"cashfree": {"token_ttl_s": cfg.cashfree_token_ttl_s},
+                         "revolut": {"honour_request_id": False}}) as fleet:
             report = asyncio.run(run(cfg, broker, fleet, workdir))
     finally:
         if args.keep_workdir:

@@ -27,7 +27,8 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
 def faulty_simulator() -> Iterator[SimulatorFleet]:
     with SimulatorFleet(latency_ms=40, jitter_ms=20, hang_ms=3000, seed=11,
                         faults={p: FAULTS for p in ("razorpay", "cashfree", "revolut")},
-                        cashfree_token_ttl_s=20, revolut_honour_request_id=False) as fleet:
+                        options={"cashfree": {"token_ttl_s": 20},
+                                 "revolut": {"honour_request_id": False}}) as fleet:
         yield fleet
 
 

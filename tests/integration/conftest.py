@@ -15,7 +15,7 @@ import pytest
 
 from streams.devkit.broker import Broker, broker_from_environment
 from streams.devkit.harness import WorkerProcess, create_topics
-from streams.devkit.simulator import SimulatorProcess
+from streams.devkit.sims.razorpay import RazorpaySimulatorProcess
 
 PARTITIONS = 4
 
@@ -32,8 +32,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 @pytest.fixture(scope="module")
-def simulator() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess(latency_ms=5, jitter_ms=5) as sim:
+def simulator() -> Iterator[RazorpaySimulatorProcess]:
+    with RazorpaySimulatorProcess(latency_ms=5, jitter_ms=5) as sim:
         yield sim
 
 
@@ -42,7 +42,7 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
-def new_worker(broker: Broker, simulator: SimulatorProcess, workdir: Path,
+def new_worker(broker: Broker, simulator: RazorpaySimulatorProcess, workdir: Path,
                app_id: str = "payout-links") -> WorkerProcess:
     return WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url=simulator.url,
                          data_dir=workdir / "data", log_path=workdir / "worker.log",
@@ -50,7 +50,7 @@ def new_worker(broker: Broker, simulator: SimulatorProcess, workdir: Path,
 
 
 @pytest.fixture(scope="module")
-def worker(broker: Broker, simulator: SimulatorProcess,
+def worker(broker: Broker, simulator: RazorpaySimulatorProcess,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     w = new_worker(broker, simulator, tmp_path_factory.mktemp("worker"))
     try:

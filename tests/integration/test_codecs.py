@@ -25,7 +25,7 @@ from streams.config import load_settings
 from streams.connectors.base import link_reference
 from streams.devkit.broker import Broker, LocalKafka, _java, resolve_kafka
 from streams.devkit.harness import REPO_ROOT, TOPICS, OutcomeReader
-from streams.devkit.simulator import SimulatorProcess
+from streams.devkit.sims.razorpay import RazorpaySimulatorProcess
 from streams.devkit.traffic import key_of, valid_request
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ def stored_codecs(broker: Broker, topic: str, keys: set[bytes]) -> dict[bytes, s
     return found
 
 
-async def assert_one_created_outcome_each(broker: Broker, simulator: SimulatorProcess,
+async def assert_one_created_outcome_each(broker: Broker, simulator: RazorpaySimulatorProcess,
                                           reader: OutcomeReader, keys: list[str]) -> None:
     assert await reader.wait_for(keys, DEADLINE_S) == set()
     by_receipt = simulator.ledger()["by_receipt"]
@@ -75,7 +75,7 @@ async def assert_one_created_outcome_each(broker: Broker, simulator: SimulatorPr
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 async def test_requests_compressed_with_each_codec_get_one_outcome_each(
-        broker: Broker, simulator: SimulatorProcess, worker, run_id: str, codec: str) -> None:
+        broker: Broker, simulator: RazorpaySimulatorProcess, worker, run_id: str, codec: str) -> None:
     records = requests_for(run_id, codec)
     keys = [k.decode() for k, _ in records]
     async with OutcomeReader(broker.bootstrap_servers) as reader:
@@ -168,7 +168,7 @@ def produce_with_kafkas_java_client(bootstrap: str, records: list[tuple[bytes, b
 
 @pytest.mark.parametrize("codec", ["zstd", "lz4"])
 async def test_requests_from_kafkas_java_client_get_one_outcome_each(
-        broker: Broker, simulator: SimulatorProcess, worker, run_id: str, codec: str,
+        broker: Broker, simulator: RazorpaySimulatorProcess, worker, run_id: str, codec: str,
         tmp_path: Path) -> None:
     records = requests_for(f"{run_id}-java", codec)
     keys = [k.decode() for k, _ in records]

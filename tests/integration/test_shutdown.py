@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.devkit.broker import Broker, ExternalBroker, broker_from_environment
 from streams.devkit.harness import WorkerProcess, create_topics, produce
-from streams.devkit.simulator import SimulatorProcess
+from streams.devkit.sims.razorpay import RazorpaySimulatorProcess
 from streams.devkit.traffic import key_of, valid_request
 from streams.shutdown import EXIT_FATAL
 
@@ -54,12 +54,12 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture()
-def slow_provider() -> Iterator[SimulatorProcess]:
-    with SimulatorProcess(latency_ms=3000) as sim:
+def slow_provider() -> Iterator[RazorpaySimulatorProcess]:
+    with RazorpaySimulatorProcess(latency_ms=3000) as sim:
         yield sim
 
 
-def worker_for(broker: Broker, provider: SimulatorProcess, workdir: Path, run_id: str,
+def worker_for(broker: Broker, provider: RazorpaySimulatorProcess, workdir: Path, run_id: str,
                **env: str) -> WorkerProcess:
     return WorkerProcess(
         bootstrap=broker.bootstrap_servers, provider_url=provider.url,

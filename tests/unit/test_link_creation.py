@@ -24,7 +24,7 @@ from streams.connectors.base import (
 from streams.connectors.http import HttpProviderClient, StaticHeaders
 from streams.connectors.razorpay import PROVIDER, RazorpayAccount, RazorpayConnector
 from streams.connectors.transport import ProviderTransport
-from streams.devkit.simulator import PayoutLinkSimulator, SimConfig, start_server
+from streams.devkit.sims.razorpay import PayoutLinkSimulator, SimConfig, start_server
 from streams.devkit.traffic import valid_request
 from streams.link_creation import InDoubt, LinkCreator, RetriesExhausted, RetryPolicy
 

@@ -23,7 +23,7 @@ from streams.connectors.razorpay import (
     RazorpayAccount,
     RazorpayConnector,
 )
-from streams.devkit.simulator import _error_body, validate_create
+from streams.devkit.sims.razorpay import _error_body, validate_create
 from streams.devkit.traffic import valid_request
 
 RECORDED = Path(__file__).parent / "recorded" / "razorpay"

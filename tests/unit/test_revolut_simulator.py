@@ -25,6 +25,8 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from streams.devkit.sims.common import URL_LINE_PREFIX
+from streams.devkit.sims.razorpay import PayoutLinkSimulator
 from streams.devkit.sims.revolut import (
     _CONFIG_CHECKS,
     ASSERTION_TYPE,
@@ -36,7 +38,6 @@ from streams.devkit.sims.revolut import (
     parse_expiry_period,
     start_server,
 )
-from streams.devkit.simulator import URL_LINE_PREFIX, PayoutLinkSimulator
 
 CLIENT, REFRESH = "client_main", "oa_sand_refresh_main"
 ACCOUNT = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

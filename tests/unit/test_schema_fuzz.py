@@ -39,8 +39,8 @@ from jsonschema import FormatChecker
 from streams import events
 from streams.connectors.base import HttpAnswer, LinkCreated, Unsupported, link_reference
 from streams.connectors.razorpay import RazorpayAccount, RazorpayConnector, transformers as razorpay
-from streams.devkit import simulator
-from streams.devkit.simulator import validate_create
+from streams.devkit.sims import razorpay as simulator
+from streams.devkit.sims.razorpay import validate_create
 
 SCHEMA = orjson.loads((events.SCHEMA_DIR / f"{events.REQUESTED}.schema.json").read_bytes())
 ACCOUNT = RazorpayAccount("rzp_test_x", "secret-never-logged", "2323230041626905")

@@ -14,10 +14,10 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from streams.devkit.simulator import (
+from streams.devkit.sims.razorpay import (
     PayoutLinkSimulator,
+    RazorpaySimulatorProcess,
     SimConfig,
-    SimulatorProcess,
     fetch_ledger,
     load_credentials,
     start_server,
@@ -533,7 +533,7 @@ async def test_health_and_unknown_route(sim: Sim) -> None:
 
 async def test_simulator_process_lifecycle(tmp_path: Any) -> None:
     creds = {"rzp_test_proc": {"key_secret": "proc_secret", "account_number": "ACC12345"}}
-    proc = SimulatorProcess(latency_ms=0, honour_idempotency_header=True, credentials=creds)
+    proc = RazorpaySimulatorProcess(latency_ms=0, honour_idempotency_header=True, credentials=creds)
     with proc:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", proc.url)
         assert proc.pid is not None

@@ -64,7 +64,7 @@ PHONE_DIGITS = (8, 15)  # Razorpay's contact.contact: 8-15 digits (our schema al
 # `expire_by` must be at least 15 minutes ahead (documented). Razorpay documents no
 # maximum (shared/reference/providers.md); we assume one year, so an expiry that the
 # provider might refuse or silently drop fails the request instead, and the simulator
-# (streams/devkit/simulator.py, MAX_EXPIRY_LEAD_S) enforces the same year.
+# (streams/devkit/sims/razorpay.py, MAX_EXPIRY_LEAD_S) enforces the same year.
 MIN_EXPIRY_LEAD_S = 15 * 60
 MAX_EXPIRY_LEAD_S = 365 * 24 * 3600
 

@@ -142,7 +142,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from streams.devkit.simulator import (
+from streams.devkit.sims.common import (
     FAULT_KINDS,
     URL_LINE_PREFIX,
     SimulatorProcess,
@@ -1317,7 +1317,7 @@ def config_from_args(args: argparse.Namespace) -> CashfreeSimConfig:
 async def start_server(sim: CashfreeSimulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
     """Start listening; returns the runner (``await runner.cleanup()`` to stop) and the port.
 
-    Handler cancellation stays off, as in streams.devkit.simulator's server, so a client
+    Handler cancellation stays off, as in every simulator's server, so a client
     leaving mid-request never interrupts a create half-way.
     """
     runner = web.AppRunner(sim.make_app(), access_log=None, shutdown_timeout=1.0, handler_cancellation=False)
@@ -1364,7 +1364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class CashfreeSimulatorProcess(SimulatorProcess):
-    """The Cashfree simulator as a child process; start/stop/URL handling is streams.devkit.simulator's.
+    """The Cashfree simulator as a child process; start/stop/URL handling is :class:`SimulatorProcess`'s.
 
     Credentials ``{client_id: {"client_secret": …}}`` travel via ``SIM_CREDENTIALS``
     (never argv); any :class:`CashfreeSimConfig` key can be given in ``config``.
@@ -1384,12 +1384,12 @@ class CashfreeSimulatorProcess(SimulatorProcess):
         stop_timeout: float = 5.0,
         stderr: Any = None,
     ) -> None:
-        super().__init__(credentials=credentials, python=python, startup_timeout=startup_timeout,
-                         stop_timeout=stop_timeout, stderr=stderr)
         patch = {"latency_ms": 0.0, "jitter_ms": 0.0, **(config or {})}
         CashfreeSimConfig().apply(patch)  # fail here, not in the child
-        self.argv = [python, "-m", "streams.devkit.sims.cashfree", "--host", host, "--port", str(port),
-                     "--latency-ms", "0", "--jitter-ms", "0", "--config-json", json.dumps(patch)]
+        argv = [python, "-m", "streams.devkit.sims.cashfree", "--host", host, "--port", str(port),
+                "--latency-ms", "0", "--jitter-ms", "0", "--config-json", json.dumps(patch)]
+        super().__init__(argv=argv, credentials=credentials, startup_timeout=startup_timeout,
+                         stop_timeout=stop_timeout, stderr=stderr)
 
     def ledger(self, *, detail: bool = False) -> dict[str, Any]:
         return self._call("GET", SIM_PREFIX + "/ledger" + ("?detail=1" if detail else ""))
@@ -1410,6 +1410,22 @@ class CashfreeSimulatorProcess(SimulatorProcess):
 
     def set_status(self, cashgram_id: str, status: str, *, force: bool = False) -> dict[str, Any]:
         return self._call("POST", f"{SIM_PREFIX}/links/{cashgram_id}/status", {"status": status, "force": force})
+
+    def links_by_reference(self) -> dict[str, list[str]]:
+        """Our reference (the cashgramId we choose) -> Cashfree's referenceIds, as strings."""
+        by_reference: dict[str, list[Any]] = self.ledger().get("by_reference", {})
+        return {ref: [str(i) for i in ids] for ref, ids in by_reference.items()}
+
+
+def fleet_process(*, latency_ms: float, jitter_ms: float, faults: Mapping[str, float] | None,
+                  hang_ms: float | None, seed: int | None, **options: Any) -> CashfreeSimulatorProcess:
+    """This simulator as one of the fleet's; ``options`` are :class:`CashfreeSimConfig` keys."""
+    config: dict[str, Any] = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, **(faults or {})}
+    if hang_ms is not None:
+        config["hang_ms"] = hang_ms
+    if seed is not None:
+        config["seed"] = seed
+    return CashfreeSimulatorProcess(config={**config, **options})
 
 
 async def fetch_ledger(url: str, *, timeout: float = 10.0) -> dict[str, Any]:

@@ -9,7 +9,8 @@ link created but the response lost) and (c) lets a checker count what really exi
 (``/_sim/revolut/ledger``: links per ``request_id``, duplicates visible).
 
 Run it as its own process: ``python -m streams.devkit.sims.revolut --port 0`` prints one
-line ``SIMULATOR_URL=http://127.0.0.1:<port>`` once listening. In-process (tests):
+line ``SIMULATOR_URL=http://127.0.0.1:<port>`` once listening (:class:`RevolutSimulatorProcess`
+does that from Python, and :func:`fleet_process` for the fleet). In-process (tests):
 ``RevolutSimulator(config, credentials).make_app()``, or :func:`start_server`. Every
 control endpoint lives under ``/_sim/revolut/`` and every API route under ``/api/1.0/``,
 so :meth:`RevolutSimulator.add_routes` can put this provider beside the others in one
@@ -152,10 +153,11 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from streams.devkit.simulator import (
+from streams.devkit.sims.common import (
     _JSON_HEADERS,
     FAULT_KINDS,
     URL_LINE_PREFIX,
+    SimulatorProcess,
     _bump,
     _non_negative,
     _probability,
@@ -1473,6 +1475,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     asyncio.run(serve(RevolutSimulator(config, credentials), args.host, args.port))
     return 0
+
+
+# ------------------------------------------------------------------ process control
+
+
+class RevolutSimulatorProcess(SimulatorProcess):
+    """The Revolut simulator as a child process; start/stop/URL handling is :class:`SimulatorProcess`'s."""
+
+    health_path = SIM_PREFIX + "/health"
+
+    def __init__(self, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
+                 faults: Mapping[str, float] | None = None, hang_ms: float | None = None,
+                 seed: int | None = None, honour_request_id: bool = True,
+                 token_ttl_s: float | None = None, python: str = sys.executable,
+                 startup_timeout: float = 15.0, stderr: Any = None) -> None:
+        argv = [python, "-m", "streams.devkit.sims.revolut", "--host", "127.0.0.1", "--port", "0",
+                "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms),
+                "--honour-request-id" if honour_request_id else "--no-request-id"]
+        for flag, value in (("--hang-ms", hang_ms), ("--seed", seed), ("--token-ttl-s", token_ttl_s)):
+            if value is not None:
+                argv += [flag, str(value)]
+        for kind, p in (faults or {}).items():
+            argv += ["--" + kind.replace("_", "-"), str(p)]
+        super().__init__(argv=argv, startup_timeout=startup_timeout, stderr=stderr)
+
+    def ledger(self) -> dict[str, Any]:
+        return self._call("GET", SIM_PREFIX + "/ledger")
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", SIM_PREFIX + "/stats")
+
+    def configure(self, **patch: Any) -> dict[str, Any]:
+        return self._call("POST", SIM_PREFIX + "/config", patch)
+
+    def revoke_tokens(self) -> dict[str, Any]:
+        return self._call("POST", SIM_PREFIX + "/tokens/revoke", {"access_tokens": True})
+
+    def links_by_reference(self) -> dict[str, list[str]]:
+        """Our reference (the link's ``request_id``) -> payout link ids."""
+        by_request_id: dict[str, list[str]] = self.ledger().get("by_request_id", {})
+        return {ref: [str(i) for i in ids] for ref, ids in by_request_id.items()}
+
+
+def fleet_process(*, latency_ms: float, jitter_ms: float, faults: Mapping[str, float] | None,
+                  hang_ms: float | None, seed: int | None, **options: Any) -> RevolutSimulatorProcess:
+    """This simulator as one of the fleet's; ``options`` are :class:`RevolutSimulatorProcess` keywords."""
+    return RevolutSimulatorProcess(latency_ms=latency_ms, jitter_ms=jitter_ms, faults=faults,
+                                   hang_ms=hang_ms, seed=seed, **options)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ do (5xx, 429, hangs, and -- worst -- a link created but the response lost), and
 (c) lets a checker count what really exists (``/_sim/ledger``: links per ``receipt``;
 receipts are *not* unique, exactly like the real API, so duplicates are visible).
 
-Run it as its own process: ``python -m streams.devkit.simulator --port 0``; it prints one
-line ``SIMULATOR_URL=http://127.0.0.1:<port>`` on stdout once listening.
-:class:`SimulatorProcess` does that from Python (tests, benchmarks).
+Run it as its own process: ``python -m streams.devkit.sims.razorpay --port 0``; it prints
+one line ``SIMULATOR_URL=http://127.0.0.1:<port>`` on stdout once listening.
+:class:`RazorpaySimulatorProcess` does that from Python (tests, benchmarks), and
+:func:`fleet_process` is how :class:`~streams.devkit.sims.fleet.SimulatorFleet` starts it.
 
 The hot path (create) is kept lean on purpose -- it is driven at thousands of creates
 per second on a 2-core machine: precomputed auth headers, one RNG draw per fault
@@ -20,22 +21,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import base64
 import binascii
-import json
 import logging
 import os
 import random
 import re
-import selectors
 import signal
 import string
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,19 +40,22 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-log = logging.getLogger("streams.devkit.simulator")
+from streams.devkit.sims.common import (
+    _JSON_HEADERS,
+    FAULT_KINDS,
+    URL_LINE_PREFIX,
+    SimulatorProcess,
+    _bump,
+    _non_negative,
+    _probability,
+    _Stats,
+)
 
-URL_LINE_PREFIX = "SIMULATOR_URL="
+log = logging.getLogger("streams.devkit.sims.razorpay")
+
 DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
     "rzp_test_demo": {"key_secret": "demo_secret", "account_number": "2323230041626905"},
 }
-FAULT_KINDS: tuple[str, ...] = (
-    "error_5xx",
-    "throttle_429",
-    "slow",
-    "timeout_before_create",
-    "lost_after_create",
-)
 STATUSES = frozenset(
     {"pending", "issued", "processing", "processed", "attempted", "cancelled", "rejected", "expired"}
 )
@@ -118,7 +116,6 @@ _CONTACT_ID_RE = re.compile(r"cont_[A-Za-z0-9]{14}")
 _PHONE_RE = re.compile(r"\+?[0-9]{8,15}")
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _IDEM_RE = re.compile(r"[A-Za-z0-9 _-]{4,36}")
-_JSON_HEADERS = {"Content-Type": "application/json"}
 _5XX_DESCRIPTIONS = {
     500: "The server encountered an error. The incident has been reported to admins.",
     502: "Bad gateway. Please try again after some time.",
@@ -202,18 +199,6 @@ class SimConfig:
         if sum(new.faults.values()) > 1.0 + 1e-9:
             raise ValueError("fault probabilities must add up to at most 1")
         self.__dict__.update(new.__dict__)
-
-
-def _probability(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{key} must be a number in [0, 1]")
-    return float(value)
-
-
-def _non_negative(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{key} must be a non-negative number")
-    return float(value)
 
 
 def load_credentials(path: str | None = None, env: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
@@ -377,29 +362,6 @@ class _Link:
     def __init__(self, entity: dict[str, Any], account: str) -> None:
         self.entity = entity
         self.account = account
-
-
-class _Stats:
-    __slots__ = ("requests", "statuses", "faults", "events")
-
-    def __init__(self) -> None:
-        self.requests: dict[str, int] = {}
-        self.statuses: dict[str, int] = {}
-        self.faults: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
-        # links_created, idempotent_replays, client_gone, insufficient_funds, ...
-        self.events: dict[str, int] = {}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "requests": dict(self.requests),
-            "statuses": dict(self.statuses),
-            "faults": dict(self.faults),
-            "events": dict(self.events),
-        }
-
-
-def _bump(counter: dict[str, int], key: str) -> None:
-    counter[key] = counter.get(key, 0) + 1
 
 
 class PayoutLinkSimulator:
@@ -901,7 +863,7 @@ SIMULATOR_KEY = web.AppKey("simulator", PayoutLinkSimulator)
 
 def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m streams.devkit.simulator",
+        prog="python -m streams.devkit.sims.razorpay",
         description="RazorpayX Payout Links simulator with fault injection and a ledger.",
     )
     p.add_argument("--host", default="127.0.0.1")
@@ -1001,19 +963,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ------------------------------------------------------------------ process control
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
+class RazorpaySimulatorProcess(SimulatorProcess):
+    """This simulator as a child process (start/stop/URL handling is :class:`SimulatorProcess`'s).
 
-class SimulatorProcess:
-    """Runs the simulator as a child process (its own session) for tests and benchmarks.
-
-    A separate process keeps the simulator's CPU off the caller's event loop, as a
-    real provider would be. Credentials travel via the ``SIM_CREDENTIALS`` env var, not
-    argv, so they never show in ``ps``. ``stop()`` is idempotent and registered with
-    atexit, so a crashed test run does not leave a listener behind.
+    Credentials ``{key_id: {"key_secret": …, "account_number": …}}`` travel via
+    ``SIM_CREDENTIALS`` (never argv); every other knob becomes a command-line flag.
     """
 
-    health_path = "/_sim/health"  # each provider's simulator names its own control prefix
+    health_path = "/_sim/health"
 
     def __init__(
         self,
@@ -1037,7 +995,7 @@ class SimulatorProcess:
         stop_timeout: float = 5.0,
         stderr: Any = None,
     ) -> None:
-        argv = [python, "-m", "streams.devkit.simulator", "--host", host, "--port", str(port),
+        argv = [python, "-m", "streams.devkit.sims.razorpay", "--host", host, "--port", str(port),
                 "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms)]
         argv.append("--honour-idempotency-header" if honour_idempotency_header else "--no-idempotency-header")
         for flag, value in (("--insufficient-funds-above", insufficient_funds_above), ("--slow-ms", slow_ms),
@@ -1050,103 +1008,8 @@ class SimulatorProcess:
             argv += ["--" + kind.replace("_", "-"), str(p)]
         if faults_on_reads:
             argv.append("--faults-on-reads")
-        self.argv = argv + list(extra_args)
-        self._credentials = credentials
-        self._startup_timeout = startup_timeout
-        self._stop_timeout = stop_timeout
-        self._stderr = stderr
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.url: str = ""
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self) -> SimulatorProcess:
-        if self._proc is not None:
-            raise RuntimeError("simulator already started")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
-        if self._credentials is not None:
-            env["SIM_CREDENTIALS"] = json.dumps({k: dict(v) for k, v in self._credentials.items()})
-        self._proc = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
-            env=env, cwd=str(_REPO_ROOT), start_new_session=True,
-        )
-        atexit.register(self.stop)
-        try:
-            deadline = time.monotonic() + self._startup_timeout
-            self.url = self._read_url_line(deadline)
-            self._wait_healthy(deadline)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _read_url_line(self, deadline: float) -> str:
-        assert self._proc is not None and self._proc.stdout is not None
-        stdout = self._proc.stdout
-        buf = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(stdout, selectors.EVENT_READ)
-            while b"\n" not in buf:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("simulator did not print its URL in time")
-                if sel.select(remaining):
-                    chunk = os.read(stdout.fileno(), 4096)
-                    if not chunk:
-                        raise RuntimeError(f"simulator exited early (code {self._proc.wait()})")
-                    buf += chunk
-        line = buf.split(b"\n", 1)[0].decode().strip()
-        if not line.startswith(URL_LINE_PREFIX):
-            raise RuntimeError(f"unexpected simulator output: {line!r}")
-        return line[len(URL_LINE_PREFIX):]
-
-    def _wait_healthy(self, deadline: float) -> None:
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + self.health_path, timeout=1.0) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"simulator exited (code {self._proc.returncode})")
-            if time.monotonic() > deadline:
-                raise TimeoutError("simulator not healthy in time")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after ``stop_timeout``. Safe to call any number of times."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        atexit.unregister(self.stop)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(self._stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-    # small synchronous conveniences (stdlib only, so usable anywhere)
-    def _call(self, method: str, path: str, payload: Any = None) -> dict[str, Any]:
-        data = orjson.dumps(payload) if payload is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                result: dict[str, Any] = orjson.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code == 400:  # /_sim/config rejected the patch: say why
-                raise ValueError(orjson.loads(exc.read()).get("error", "rejected")) from None
-            raise
-        return result
+        super().__init__(argv=argv + list(extra_args), credentials=credentials,
+                         startup_timeout=startup_timeout, stop_timeout=stop_timeout, stderr=stderr)
 
     def ledger(self) -> dict[str, Any]:
         return self._call("GET", "/_sim/ledger")
@@ -1161,11 +1024,17 @@ class SimulatorProcess:
     def reset(self, *, config: bool = False) -> None:
         self._call("POST", "/_sim/reset", {"config": config})
 
-    def __enter__(self) -> SimulatorProcess:
-        return self.start() if self._proc is None else self
+    def links_by_reference(self) -> dict[str, list[str]]:
+        """Our reference (the link's ``receipt``) -> payout link ids."""
+        by_receipt: dict[str, list[str]] = self.ledger().get("by_receipt", {})
+        return {ref: [str(i) for i in ids] for ref, ids in by_receipt.items()}
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+
+def fleet_process(*, latency_ms: float, jitter_ms: float, faults: Mapping[str, float] | None,
+                  hang_ms: float | None, seed: int | None, **options: Any) -> RazorpaySimulatorProcess:
+    """This simulator as one of the fleet's; ``options`` are :class:`RazorpaySimulatorProcess` keywords."""
+    return RazorpaySimulatorProcess(latency_ms=latency_ms, jitter_ms=jitter_ms, faults=faults,
+                                    hang_ms=hang_ms, seed=seed, **options)
 
 
 async def fetch_ledger(url: str, *, timeout: float = 10.0) -> dict[str, Any]:
