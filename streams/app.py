@@ -2,15 +2,57 @@
 from __future__ import annotations
 
 import os
-from typing import cast
+from typing import Any, cast
 
 import faust
+from faust.sensors import Monitor
+from faust.types import TP, CollectionT, EventT, Message, ProducerT, RecordMetadata, StreamT
+from faust.types.tuples import PendingMessage
 
 from streams.config import Settings, load_settings
 from streams.faust_internals import AwaitableWritesTable
 from streams.partitioning import kafka_default_partitioner
 from streams.preflight import compression_type
 from streams.shutdown import BoundedShutdownApp, PayoutWorker, ShutdownBounds
+
+
+class LeanMonitor(Monitor):
+    """Faust's monitor without its per-record bookkeeping (Faust's public ``Monitor`` setting).
+
+    Faust's monitor updates counters, per-stream dicts and latency deques for every
+    record in, event, table read and write and send: 1.2 % of the worker's CPU at full
+    load (bench profile). Nothing here reads those (they feed Faust's ``/stats`` pages);
+    the read offsets it keeps for lag are kept.
+    """
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        self.tp_read_offsets[tp] = offset
+
+    def on_stream_event_in(self, tp: TP, offset: int, stream: StreamT[Any],
+                           event: EventT[Any]) -> dict[str, Any] | None:
+        return None
+
+    def on_stream_event_out(self, tp: TP, offset: int, stream: StreamT[Any],
+                            event: EventT[Any], state: dict[str, Any] | None = None) -> None:
+        return None
+
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
+        return None
+
+    def on_table_get(self, table: CollectionT, key: Any) -> None:
+        return None
+
+    def on_table_set(self, table: CollectionT, key: Any, value: Any) -> None:
+        return None
+
+    def on_send_initiated(self, producer: ProducerT, topic: str, message: PendingMessage,
+                          keysize: int, valsize: int) -> Any:
+        return None
+
+    def on_send_completed(self, producer: ProducerT, state: Any,
+                          metadata: RecordMetadata) -> None:
+        return None
+
 
 settings: Settings = load_settings()
 # How long a stop may take (streams.shutdown): PAYOUT_SHUTDOWN_DRAIN_S for in-flight
@@ -21,6 +63,7 @@ app = BoundedShutdownApp(
     settings.app_id,
     shutdown=shutdown_bounds,
     Worker=PayoutWorker,
+    Monitor=LeanMonitor,
     broker=f"kafka://{settings.bootstrap_servers}",
     store="rocksdb://",
     datadir=str(settings.data_dir),
@@ -33,7 +76,7 @@ app = BoundedShutdownApp(
     # A crashed worker's partitions move once its session expires; Faust's 60 s
     # default would hold a crashed worker's links that long.
     broker_session_timeout=settings.session_timeout_s,
-    broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+    broker_heartbeat_interval=settings.heartbeat_interval_s,
     # Batch changelog and outcome records: at hundreds of links/s, one produce request
     # per record cost more CPU than anything but the HTTP calls (bench profile).
     producer_linger=settings.producer_linger_ms / 1000,
