@@ -66,6 +66,13 @@ class Settings:
     # unresolved and are re-driven on this cadence (doubling up to the max).
     unresolved_retry_s: float = 30.0
     unresolved_retry_max_s: float = 900.0
+    # Tests only: "off" turns fencing (streams.ownership) off, to show what it prevents.
+    fencing: bool = True
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """The group heartbeat: a third of the session, at most 3 s (Kafka's default)."""
+        return min(3.0, self.session_timeout_s / 3)
 
     def account(self, merchant_id: str, provider: str) -> Any | None:
         """The merchant's account at ``provider``, falling back to the ``*`` entry."""
@@ -191,4 +198,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         producer_max_request_bytes=_number(env, "PAYOUT_PRODUCER_MAX_REQUEST_BYTES", "1000000", int),
         unresolved_retry_s=_number(env, "PAYOUT_UNRESOLVED_RETRY_S", "30", float),
         unresolved_retry_max_s=_number(env, "PAYOUT_UNRESOLVED_RETRY_MAX_S", "900", float),
+        fencing=_switch(env, "PAYOUT_FENCING", "on"),
     )
+
+
+def _switch(env: Mapping[str, str], name: str, default: str) -> bool:
+    raw = env.get(name, default).strip().lower()
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{name}: {raw!r} is not on or off")
+    return raw == "on"

@@ -162,6 +162,7 @@ class DeliveryGuard:
         self._clock = clock
         self._last_admitted_at = clock()
         self._injected_loss = injected_loss or InjectedLoss()
+        self._held: set[TP] = set()
         self.seeks = 0
 
     async def admit(self, event: EventT[Any]) -> bool:
@@ -170,7 +171,8 @@ class DeliveryGuard:
         if message.topic not in self._topics:
             return True
         tp, offset = message.tp, message.offset
-        if self._injected_loss.take(message.topic, message.partition, offset):
+        if tp in self._held or self._injected_loss.take(message.topic, message.partition,
+                                                         offset):
             release_unacked(self._consumer, message)
             return False
         cursor = self._cursors.get(tp)
@@ -190,6 +192,24 @@ class DeliveryGuard:
     def reset(self) -> None:
         """Ownership changed: every partition starts again from its committed offset."""
         self._cursors.clear()
+        self._held.clear()
+
+    def hold(self, tp: TP) -> None:
+        """Admit nothing of ``tp`` until :meth:`rewind`: its work was abandoned (fenced)."""
+        self._held.add(tp)
+        self._cursors.pop(tp, None)
+
+    def held(self) -> set[TP]:
+        return set(self._held)
+
+    async def rewind(self, tp: TP) -> None:
+        """Start ``tp`` again from its committed offset: what was abandoned comes back."""
+        start = await self._start_offset(tp)
+        cursor = self._cursors[tp] = PartitionCursor(start, since=self._clock())
+        self._held.discard(tp)
+        log.warning("%s/%s: fetching again from the committed offset %d after abandoned work",
+                    tp.topic, tp.partition, start)
+        await self._seek(tp, cursor, start)
 
     async def watch(self) -> None:
         """Re-seek what a busy fetch buffer swallowed; find tails that never arrived.
@@ -202,7 +222,7 @@ class DeliveryGuard:
         # A partition this worker took over but that never handed a record over is
         # watched too: a new owner whose fetcher never serves a taken-over partition
         # would otherwise wait for ever (measured: survivors idle with requests waiting).
-        for tp in sorted(self._owned() - self._cursors.keys()):
+        for tp in sorted(self._owned() - self._cursors.keys() - self._held):
             start = await self._start_offset(tp)
             self._cursors.setdefault(tp, PartitionCursor(start, since=now))
         for tp, cursor in list(self._cursors.items()):

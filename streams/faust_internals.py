@@ -149,6 +149,54 @@ async def committed_offset(consumer: ConsumerT, tp: TP) -> int | None:
         aiokafka_consumer.committed, TopicPartition(tp.topic, tp.partition)))
 
 
+# --- proof of group membership ----------------------------------------------------------
+
+# Kafka API keys of the two requests whose error-free answer proves the group
+# coordinator still counts this worker as a member of the current generation.
+_SYNC_GROUP_API_KEY = 14
+_HEARTBEAT_API_KEY = 12
+
+
+def on_coordinator_round_trip(consumer: ConsumerT, accepted: Callable[[float], None],
+                              clock: Callable[[], float]) -> bool:
+    """Call ``accepted(sent_at)`` after each heartbeat or SyncGroup answered without error.
+
+    The ownership lease (streams/ownership.py) is renewed by exactly these: a member
+    whose heartbeat the coordinator accepted less than a session ago still owns its
+    partitions. aiokafka says nothing public about a heartbeat's answer (its
+    ``_do_heartbeat`` returns True even for "rebalancing", which must *not* renew),
+    so the coordinator's one request path, ``GroupCoordinator._send_req``, is wrapped
+    on the instance: it sees the request and the answer's error code. Runs in Faust's
+    consumer thread, where aiokafka lives; ``accepted`` must be thread-safe.
+
+    Reaches: ``Consumer._thread``, ``AIOKafkaConsumerThread._ensure_consumer()``,
+    ``AIOKafkaConsumer._coordinator``, ``GroupCoordinator._send_req``. If they change,
+    the lease is never renewed and the worker calls no provider (safe, and loud: every
+    link waits); the startup check names the missing attribute first. Returns False
+    for a consumer without a thread (unit tests' fakes).
+    """
+    thread = _consumer_thread(consumer)
+    if thread is None:
+        return False
+    coordinator = thread._ensure_consumer()._coordinator
+    if getattr(coordinator, "_payout_round_trips", None) is not None:
+        coordinator._payout_round_trips = accepted
+        return True
+    send = coordinator._send_req
+
+    async def send_and_report(request: Any) -> Any:
+        sent_at = clock()
+        response = await send(request)
+        if (getattr(request, "API_KEY", None) in (_HEARTBEAT_API_KEY, _SYNC_GROUP_API_KEY)
+                and getattr(response, "error_code", None) == 0):
+            coordinator._payout_round_trips(sent_at)
+        return response
+
+    coordinator._payout_round_trips = accepted
+    coordinator._send_req = send_and_report
+    return True
+
+
 # --- the table and the producer --------------------------------------------------------
 
 
@@ -323,6 +371,10 @@ REACHES: tuple[Reach, ...] = (
     Reach(_THREAD, "_ensure_consumer", "seek_without_wait, committed_offset"),
     Reach(_THREAD, "call_thread", "seek_without_wait, committed_offset"),
     Reach(_THREAD, "shutdown_timeout", "limit_consumer_thread_stop"),
+    Reach("aiokafka.consumer.consumer:AIOKafkaConsumer", "_coordinator",
+          "on_coordinator_round_trip", "instance"),
+    Reach("aiokafka.consumer.group_coordinator:GroupCoordinator", "_send_req",
+          "on_coordinator_round_trip"),
     Reach("faust:Table", "on_key_set", "AwaitableWritesTable"),
     Reach("faust:Table", "send_changelog", "AwaitableWritesTable"),
     Reach("faust:Table", "partition_for_key", "AwaitableWritesTable"),

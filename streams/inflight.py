@@ -12,7 +12,12 @@ the committed offset. So the agent reads with acks disabled and this module acks
 * no other ack reaches the consumer for the request topics (:func:`guard_acks`);
 * a stopping worker waits for the work (:meth:`KeyedInFlight.drained`) or abandons it
   (:meth:`KeyedInFlight.abandon`): abandoned work is never acked, so the next owner
-  gets its records again, as after a crash.
+  gets its records again, as after a crash;
+* work for a partition this worker can no longer prove it owns is abandoned the same
+  way, for that partition only (:meth:`KeyedInFlight.abandon_partitions`, fencing in
+  :mod:`streams.ownership`): at a rebalance, and when a piece of work is
+  :class:`~streams.ownership.Fenced`. Each piece of work runs with its partition in
+  context, so every ownership check below it knows which partition to check.
 """
 from __future__ import annotations
 
@@ -26,7 +31,9 @@ from weakref import WeakSet
 
 from faust.types import TP, ConsumerT, EventT, Message
 
+from streams import ownership
 from streams.faust_internals import Ack, release_unacked, replace_consumer_ack
+from streams.ownership import Fenced
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 class _Slot:
     event: EventT[Any]  # held strongly: Faust's current_event is a weak reference
     done: bool = False
+    abandoned: bool = False  # its partition's work was given up: never acked
 
 
 # Messages whose outcome is published: the only ones guard_acks lets through.
@@ -86,12 +94,24 @@ class OrderedAcks:
         return slot
 
     def complete(self, slot: _Slot) -> None:
+        if slot.abandoned:
+            return  # finished after its partition was given up: the next owner redoes it
         slot.done = True
         queue = self._pending[slot.event.message.tp]
         while queue and queue[0].done:
             event = queue.popleft().event
             _settled.add(event.message)
             event.ack()
+
+    def drop(self, tp: TP) -> list[_Slot]:
+        """Forget the partition's pending events: none of them will be acked."""
+        slots = list(self._pending.pop(tp, ()))
+        for slot in slots:
+            slot.abandoned = True
+        return slots
+
+    def partitions(self) -> list[TP]:
+        return list(self._pending)
 
     def in_flight(self) -> int:
         return sum(len(q) for q in self._pending.values())
@@ -101,10 +121,18 @@ class KeyedInFlight:
     """Runs work concurrently across link keys, sequentially within one key."""
 
     def __init__(self, max_in_flight: int,
-                 on_failure: Callable[[BaseException], Awaitable[Any]]) -> None:
+                 on_failure: Callable[[BaseException], Awaitable[Any]], *,
+                 release: Callable[[Message], None] | None = None,
+                 on_fenced: Callable[[TP, Fenced], None] | None = None) -> None:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self._by_partition: dict[TP, set[asyncio.Task[None]]] = {}
+        self._abandonments: dict[TP, int] = {}  # per partition: how often given up
+        # Hands an abandoned event back to the consumer as not acked (so a rebalance
+        # does not wait for it); and what to do when a piece of work is fenced.
+        self._release = release
+        self._on_fenced = on_fenced
         self._acks = OrderedAcks()
         self._on_failure = on_failure
         # The loop keeps only weak references to tasks: a failure report nobody holds
@@ -119,17 +147,32 @@ class KeyedInFlight:
 
         Once closed, nothing starts: the event stays unacked for the next owner.
         """
+        tp = event.message.tp
+        abandoned_before = self._abandonments.get(tp, 0)
         await self._slots.acquire()
         if self._closed:
             self._slots.release()
             return
+        if self._abandonments.get(tp, 0) != abandoned_before:
+            # Its partition's work was given up while this waited for a slot: it goes
+            # with the rest (acking it would commit past the abandoned records).
+            self._slots.release()
+            if self._release is not None:
+                self._release(event.message)
+            return
         slot = self._acks.track(event)
         previous = self._tails.get(key)
         # The task copies this context, so Faust's current event (which table writes
-        # use to pick the changelog partition) is this event inside ``work``.
-        task = asyncio.create_task(self._run(previous, work))
+        # use to pick the changelog partition) is this event inside ``work``, and every
+        # ownership check inside it checks this partition.
+        token = ownership.working_on(tp)
+        try:
+            task = asyncio.create_task(self._run(previous, work))
+        finally:
+            ownership.reset(token)
         self._tails[key] = task
         self._running.add(task)
+        self._by_partition.setdefault(tp, set()).add(task)
         task.add_done_callback(lambda t: self._finished(t, key, slot))
 
     def close(self) -> None:
@@ -146,6 +189,27 @@ class KeyedInFlight:
         self._closed = True
         cancelled = [task for task in self._running if task.cancel()]
         return len(cancelled)
+
+    def abandon_partitions(self, tps: Iterable[TP] | None = None) -> int:
+        """Give up all work of ``tps`` (all partitions when None), and keep running.
+
+        Queued, waiting and running work is cancelled; its events are never acked and
+        are handed back to the consumer as not acked, so a rebalance need not wait for
+        them. Their records stay as they are (``creating`` at worst) for whoever owns
+        the partition next -- this worker again, after a rewind, or another.
+        Returns how many pieces of work were cancelled.
+        """
+        chosen = set(self._acks.partitions()) | set(self._by_partition) if tps is None \
+            else set(tps)
+        cancelled = 0
+        for tp in chosen:
+            self._abandonments[tp] = self._abandonments.get(tp, 0) + 1
+            for task in self._by_partition.pop(tp, set()):
+                cancelled += task.cancel()
+            for slot in self._acks.drop(tp):
+                if self._release is not None:
+                    self._release(slot.event.message)
+        return cancelled
 
     async def drained(self, timeout: float) -> bool:
         """Wait until no work is in flight; False if some still is after ``timeout``."""
@@ -165,6 +229,9 @@ class KeyedInFlight:
 
     def _finished(self, task: asyncio.Task[None], key: str, slot: _Slot) -> None:
         self._running.discard(task)
+        tasks = self._by_partition.get(slot.event.message.tp)
+        if tasks is not None:
+            tasks.discard(task)
         try:
             self._settle_slot(task, key, slot)
         except Exception as exc:  # a bug here would stall the partition silently
@@ -182,8 +249,15 @@ class KeyedInFlight:
         if self._tails.get(key) is task:
             del self._tails[key]
         if task.cancelled():
-            return  # shutting down: leave it unacked, it will be redelivered
+            return  # abandoned: leave it unacked, it will be redelivered
         exc = task.exception()
+        if isinstance(exc, Fenced):
+            # Not ours any more (or not provably): nothing of this partition may go on.
+            tp = slot.event.message.tp
+            self.abandon_partitions([tp])
+            if self._on_fenced is not None:
+                self._on_fenced(tp, exc)
+            return
         if exc is not None:
             # Not acked: the event is redelivered after the worker restarts.
             log.critical("unexpected failure settling %s", key, exc_info=exc)

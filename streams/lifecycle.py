@@ -46,6 +46,11 @@ class LinkRecord:
     provider_calls: int = 0
     outcome: Mapping[str, Any] | None = None
     outcome_published: bool = False
+    # When creation began and which request began it: the link's outcome carries these
+    # as its occurred_at / request_event_id, so whichever owner publishes it (after a
+    # crash or a take-over, from a lookup) publishes the same content under its id.
+    started_at: str | None = None
+    request_event_id: str | None = None
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
@@ -58,6 +63,8 @@ class LinkRecord:
             "provider_calls": self.provider_calls,
             "outcome": self.outcome,
             "outcome_published": self.outcome_published,
+            "started_at": self.started_at,
+            "request_event_id": self.request_event_id,
         })
 
     @classmethod
@@ -69,6 +76,7 @@ class LinkRecord:
             connector=d["connector"], reference=d["reference"],
             source=SourceOffset(topic, partition, offset), provider_calls=d["provider_calls"],
             outcome=d["outcome"], outcome_published=d["outcome_published"],
+            started_at=d.get("started_at"), request_event_id=d.get("request_event_id"),
         )
 
 
@@ -106,11 +114,13 @@ Decision = StartCreation | Republish | AlreadySettled | Conflict
 
 
 def decide(record: LinkRecord | None, *, link_key: str, fingerprint: str, connector: str,
-           reference: str, source: SourceOffset) -> Decision:
+           reference: str, source: SourceOffset, started_at: str | None = None,
+           request_event_id: str | None = None) -> Decision:
     if record is None:
         return StartCreation(
             LinkRecord(link_key=link_key, status=LinkStatus.CREATING, fingerprint=fingerprint,
-                       connector=connector, reference=reference, source=source),
+                       connector=connector, reference=reference, source=source,
+                       started_at=started_at, request_event_id=request_event_id),
             lookup_first=False,
         )
     if record.fingerprint != fingerprint:

@@ -31,6 +31,7 @@ from streams.connectors.base import (
 from streams.connectors.guard import ProviderGuard
 from streams.connectors.provider import Provider, ProviderClient
 from streams.faults import NO_FAULTS, Faults
+from streams.ownership import require_ownership
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class LinkCreator:
 
     async def _call(self, send: Callable[[], Awaitable[ProviderOutcome]],
                     state: _Attempts) -> ProviderOutcome:
+        require_ownership()  # again right before the send, in the transport
         state.calls += 1
         if state.progress is not None:
             state.progress.started += 1

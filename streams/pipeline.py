@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
+from faust.types import TP
 from mode import Service
 
+from streams import ownership
 from streams.app import (
     app,
     created_topic,
@@ -34,11 +39,18 @@ from streams.connectors.provider import Endpoint, ProviderClient
 from streams.connectors.registry import PROVIDERS
 from streams.delivery import BrokerGapProbe, DeliveryGuard, InjectedLoss, every
 from streams.faults import Faults
-from streams.faust_internals import set_changelog_buffer_limit
+from streams.faust_internals import (
+    on_coordinator_round_trip,
+    release_unacked,
+    set_changelog_buffer_limit,
+)
 from streams.inflight import guard_acks
 from streams.link_creation import LinkCreator, RetryPolicy
+from streams.ownership import Fenced, LeaseTerms, OwnershipLease, pause_counting_clock
 from streams.poison import CrashMarker
 from streams.processor import RequestProcessor
+
+log = logging.getLogger(__name__)
 
 REQUEST_TOPICS = (settings.topics.requested, settings.topics.routed)
 WATCHDOG_INTERVAL_S = 1.0
@@ -52,7 +64,8 @@ def build_clients() -> dict[str, ProviderClient]:
         for name, provider in PROVIDERS.items()}
 
 
-def build_processor(clients: dict[str, ProviderClient]) -> RequestProcessor:
+def build_processor(clients: dict[str, ProviderClient],
+                    on_fenced: Callable[[TP, Fenced], None] | None = None) -> RequestProcessor:
     faults = Faults(settings.faults)
     policy = RetryPolicy(max_attempts=settings.retry_max_attempts,
                          max_seconds=settings.retry_max_s)
@@ -68,7 +81,20 @@ def build_processor(clients: dict[str, ProviderClient]) -> RequestProcessor:
         on_fatal=app.crash,
         marker=CrashMarker(settings.data_dir / "crash-marker"),
         faults=faults,
+        release=partial(release_unacked, app.consumer),
+        on_fenced=on_fenced,
     )
+
+
+def build_lease() -> OwnershipLease | None:
+    if not settings.fencing:
+        log.warning("PAYOUT_FENCING=off: provider calls are NOT fenced by partition "
+                    "ownership (a test setting: a paused worker can create second links)")
+        return None
+    return OwnershipLease(LeaseTerms.derive(
+        session_timeout_s=settings.session_timeout_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s))
 
 
 def tune_runtime() -> None:
@@ -93,10 +119,21 @@ class RequestPipeline(Service):
         self.processor: RequestProcessor | None = None
         self.delivery: DeliveryGuard | None = None
         self._probe: BrokerGapProbe | None = None
+        self.lease: OwnershipLease | None = None
+        self._fenced_partitions: set[TP] = set()
 
     async def on_start(self) -> None:
+        self.lease = build_lease()
+        if self.lease is not None:
+            ownership.install(self.lease)
+            # Renewed from now on by every heartbeat the coordinator accepts; until the
+            # first (within one heartbeat interval), no provider call starts.
+            on_coordinator_round_trip(app.consumer, self.lease.renew, pause_counting_clock)
+            self.lease.assigned(self._request_partitions(app.consumer.assignment()))
+            app.on_partitions_assigned.connect(self._assigned)  # type: ignore[arg-type]
+            await self._first_renewal()
         self.clients = build_clients()
-        self.processor = build_processor(self.clients)
+        self.processor = build_processor(self.clients, on_fenced=self._fenced)
         tune_runtime()
         guard_acks(app.consumer, REQUEST_TOPICS)
         self._probe = BrokerGapProbe(settings.bootstrap_servers)
@@ -108,15 +145,58 @@ class RequestPipeline(Service):
         # The watchdog: partitions owned but silent while the broker holds records are
         # re-fetched. Its owner for crash purposes is the app (a worker that can no
         # longer consume must exit); this service cancels it when it stops.
-        self.add_future(every(WATCHDOG_INTERVAL_S, self.delivery.watch, owner=app))
+        self.add_future(every(WATCHDOG_INTERVAL_S, self._watch, owner=app))
         self._ready.set()
 
+    async def _first_renewal(self) -> None:
+        """Read nothing before the lease holds: records taken before the first renewal
+        would only be fenced and fetched again. Bounded: a worker the coordinator does
+        not answer goes on, and its work is fenced until it does."""
+        assert self.lease is not None
+        deadline = pause_counting_clock() + 2 * settings.heartbeat_interval_s + 1
+        while not self.lease.valid() and pause_counting_clock() < deadline:
+            await asyncio.sleep(0.05)
+
     async def _ownership_changed(self, app_: object, revoked: object, **_: object) -> None:
+        self._fenced_partitions.clear()
         if self.delivery is not None:
             self.delivery.reset()
 
+    async def _assigned(self, app_: object, assigned: Iterable[TP], **_: object) -> None:
+        if self.lease is not None:
+            self.lease.assigned(self._request_partitions(assigned))
+
+    @staticmethod
+    def _request_partitions(tps: Iterable[TP]) -> set[TP]:
+        return {tp for tp in tps if tp.topic in REQUEST_TOPICS}
+
+    def _fenced(self, tp: TP, why: Fenced) -> None:
+        """A piece of work of ``tp`` was fenced: its partition's work is abandoned
+        (streams.inflight); admit nothing more of it until it can be rewound."""
+        if tp not in self._fenced_partitions:
+            log.warning("fenced: %s; work of %s/%s abandoned, left for its owner", why,
+                        tp.topic, tp.partition)
+        self._fenced_partitions.add(tp)
+        if self.delivery is not None:
+            self.delivery.hold(tp)
+
+    async def _watch(self) -> None:
+        """Each tick: rewind fenced partitions that are provably ours again, then the
+        delivery guard's own watch."""
+        assert self.delivery is not None
+        for tp in sorted(self._fenced_partitions):
+            if tp not in app.consumer.assignment():
+                self._fenced_partitions.discard(tp)  # not ours: the next owner reads it
+            elif self.lease is None or self.lease.holds(tp):
+                await self.delivery.rewind(tp)
+                self._fenced_partitions.discard(tp)
+        await self.delivery.watch()
+
     async def on_stop(self) -> None:
         app.on_partitions_revoked.disconnect(self._ownership_changed)  # type: ignore[arg-type]
+        if self.lease is not None:
+            app.on_partitions_assigned.disconnect(self._assigned)  # type: ignore[arg-type]
+            ownership.install(None)
         if self.processor is not None:
             app.untrack_in_flight(self.processor.in_flight)
         # Shielded: at shutdown the stopping task may be cancelled, and unclosed
@@ -139,4 +219,6 @@ pipeline = RequestPipeline()
 @app.task  # type: ignore[untyped-decorator]
 async def start_pipeline() -> None:
     """Started with the app's tasks, after table recovery; stopped with the app."""
+    if app.should_stop:
+        return  # Faust runs the app's tasks even when a stop came during startup
     await app.add_runtime_dependency(pipeline)

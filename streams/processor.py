@@ -13,6 +13,7 @@ and its record is acked so the partition moves on.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -21,9 +22,9 @@ from functools import partial
 from typing import Any, cast
 
 import orjson
-from faust.types import EventT, TopicT
+from faust.types import TP, EventT, Message, TopicT
 
-from streams import events, intake, lifecycle
+from streams import events, intake, lifecycle, ownership
 from streams.app import LinkTable
 from streams.config import Settings
 from streams.connectors.base import LinkCreated, Rejected, link_reference
@@ -32,6 +33,7 @@ from streams.connectors.routing import Route, Unroutable, route_existing
 from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
 from streams.link_creation import CallCount, CreationResult, InDoubt, LinkCreator, RetriesExhausted
+from streams.ownership import Fenced, require_ownership
 from streams.partitioning import home_partition
 from streams.poison import CrashMarker, Stage, Verdict, isolate
 from streams.unresolved import UnresolvedEntry, parked
@@ -49,13 +51,18 @@ class RequestProcessor:
                  failed: TopicT, dead_letter: TopicT, creators: Mapping[str, LinkCreator],
                  on_fatal: Callable[[BaseException], Awaitable[Any]],
                  unresolved: Any = None, marker: CrashMarker | None = None,
-                 faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time) -> None:
+                 faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time,
+                 release: Callable[[Message], None] | None = None,
+                 on_fenced: Callable[[TP, Fenced], None] | None = None) -> None:
         self.settings = settings
         self.links = links
         self.unresolved = unresolved if unresolved is not None else {}
         self.routed, self.created, self.failed, self.dead_letter = routed, created, failed, dead_letter
         self.creators = creators
-        self.in_flight = KeyedInFlight(settings.max_in_flight, on_fatal)
+        self.in_flight = KeyedInFlight(settings.max_in_flight, on_fatal, release=release,
+                                       on_fenced=on_fenced)
+        self.handovers_waited = 0  # in-doubt links whose lookup waited out an old owner
+        self.handover_wait_s = 0.0
         self.marker = marker
         self.faults = faults
         self._clock = clock
@@ -180,9 +187,12 @@ class RequestProcessor:
         progress = CallCount()
         record: lifecycle.LinkRecord | None = None
         try:
+            require_ownership()
             raw = self.links.get(valid.key)
             record = lifecycle.LinkRecord.from_bytes(raw) if raw is not None else None
             await self._handle(valid, source, record, progress)
+        except Fenced:
+            raise  # not ours (provably): touch nothing more; the next owner redoes it
         except Exception as exc:
             await self._contain(exc, valid, source, record, progress)
 
@@ -214,7 +224,8 @@ class RequestProcessor:
             record.connector if record is not None else "")
         decision = lifecycle.decide(record, link_key=key, fingerprint=fingerprint,
                                     connector=connector, reference=link_reference(key),
-                                    source=source)
+                                    source=source, started_at=events.now_iso(),
+                                    request_event_id=request.get("event_id"))
         if isinstance(decision, lifecycle.AlreadySettled):
             self._resolved(key)
             return
@@ -233,6 +244,7 @@ class RequestProcessor:
                 source=source))
             return
         if decision.lookup_first:
+            await self._wait_out_previous_owner(key)
             existing = route_existing(decision.record.connector, request, self.settings)
             if isinstance(existing, Unroutable):
                 # In doubt at a provider we can no longer reach: never a failure.
@@ -247,6 +259,7 @@ class RequestProcessor:
                       call: Any, progress: CallCount) -> None:
         record = decision.record
         if not decision.lookup_first:
+            require_ownership()
             await self.links.put_durably(key, record.to_bytes())  # before any provider call
         creator = self.creators[record.connector]
         result, calls = await creator.create_link(
@@ -261,6 +274,7 @@ class RequestProcessor:
         created = isinstance(result, LinkCreated)
         record = lifecycle.settled(record, outcome, created=created,
                                    provider_calls=record.provider_calls + calls)
+        require_ownership()
         if not created:
             # A failure must be remembered before it is told: on a redelivery the
             # provider might now accept what it rejected, and two outcomes would exist.
@@ -268,12 +282,25 @@ class RequestProcessor:
         # A created link needs no such write: until the one below lands, a redelivery
         # finds `creating`, looks the link up, and publishes the same event again.
         await self._publish_outcome(key, outcome)
+        require_ownership()
         self.links[key] = lifecycle.published(record).to_bytes()
         self._resolved(key)
 
+    @classmethod
+    def _outcome_event(cls, request: Mapping[str, Any], record: lifecycle.LinkRecord,
+                       connector: str, result: CreationResult) -> dict[str, Any]:
+        event = cls._fresh_outcome_event(request, record, connector, result)
+        # Whoever publishes this link's outcome (this owner, or the next after a crash
+        # or a take-over) derives the time and the request from the record, not from
+        # now and the request at hand: one event_id, one content.
+        if record.started_at is not None:
+            event["occurred_at"] = record.started_at
+            event["request_event_id"] = record.request_event_id
+        return event
+
     @staticmethod
-    def _outcome_event(request: Mapping[str, Any], record: lifecycle.LinkRecord, connector: str,
-                       result: CreationResult) -> dict[str, Any]:
+    def _fresh_outcome_event(request: Mapping[str, Any], record: lifecycle.LinkRecord,
+                             connector: str, result: CreationResult) -> dict[str, Any]:
         if isinstance(result, LinkCreated):
             return events.created_event(
                 request, connector=connector, connector_payout_id=result.connector_payout_id,
@@ -298,6 +325,7 @@ class RequestProcessor:
                        source: lifecycle.SourceOffset, before: lifecycle.LinkRecord | None,
                        progress: CallCount) -> None:
         request, key = valid.request, valid.key
+        require_ownership()  # containment writes too: only the owner may
         self.contained += 1
         reason = _describe(exc)
         in_doubt = progress.started > 0 or (
@@ -338,7 +366,26 @@ class RequestProcessor:
             source=source)
         await self._send(self.failed, key.encode(), events.encode(failure), None)
 
+    async def _wait_out_previous_owner(self, key: str) -> None:
+        """A link in doubt on a partition just taken over: the previous owner may still
+        have a create on the wire. Look it up only once that call has surely ended."""
+        lease = ownership.installed()
+        tp = ownership.current_partition()
+        if lease is None or tp is None:
+            return
+        left = lease.handover_left(tp)
+        if left <= 0:
+            return
+        log.info("link %s is in doubt on %s/%s, taken over %.1f s ago: waiting %.1f s for "
+                 "the previous owner's last possible call to end before looking it up", key,
+                 tp.topic, tp.partition, lease.terms.handover_wait_s - left, left)
+        self.handovers_waited += 1
+        self.handover_wait_s += left
+        await asyncio.sleep(left)
+        require_ownership()
+
     def _park(self, key: str, request: Mapping[str, Any], reason: str) -> None:
+        require_ownership()
         raw = self.unresolved.get(key)
         previous = UnresolvedEntry.from_bytes(raw) if raw is not None else None
         entry = parked(previous, request, reason, self._clock(),

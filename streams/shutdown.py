@@ -48,6 +48,7 @@ from weakref import WeakSet
 
 from faust.types import ConsumerT
 
+from streams import ownership
 from streams.faust_internals import HookableApp, HookableWorker, limit_consumer_thread_stop
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ EXIT_FORCED = 124  # as timeout(1): a stop overran its bound and was cut short
 # A Kafka client's own stop (commit, leave the group, close) takes milliseconds when
 # the broker answers; when it does not, the stop must not eat the whole bound.
 KAFKA_CLIENT_STOP_S = 5.0
+# Once the worker's stop is complete, how long a leftover thread may keep the process.
+LINGER_AFTER_STOP_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,20 @@ class HardExit:
             log.warning("stopping (%s): the process ends within %.0f s", reason, seconds)
             threading.Thread(target=self._run, name="hard-exit-deadline", daemon=True).start()
 
+    def finish(self, grace_s: float, code: int) -> None:
+        """The worker's own stop is complete: whatever still runs (a thread Faust
+        started while stopping) gets ``grace_s``, then the process ends with ``code``,
+        the stop's real result, not the overrun's."""
+        with self._cond:
+            if self._deadline is None:
+                return
+            deadline = self._clock() + grace_s
+            if deadline < self._deadline:
+                self._deadline, self._bound_s = deadline, grace_s
+                self._code = code
+                self._reason = f"{self._reason}; the worker had stopped, a thread lingered"
+            self._cond.notify_all()
+
     def _run(self) -> None:
         with self._cond:
             while True:
@@ -153,6 +170,9 @@ class Abandonable(Protocol):
 
     def abandon(self) -> int:
         """Cancel what is in flight, start nothing more, ack nothing past it; how many."""
+
+    def abandon_partitions(self) -> int:
+        """Cancel what is in flight, ack none of it, and keep accepting new work."""
 
 
 class BoundedShutdownApp(HookableApp):
@@ -192,9 +212,25 @@ class BoundedShutdownApp(HookableApp):
         survives cancellation and kept waiting until the hard exit.
         """
         if not self.should_stop:
+            if ownership.installed() is not None:
+                # A rebalance revokes every partition (eager protocol). Work in flight
+                # is not provably ours any more: give it up now rather than wait for it
+                # (streams.ownership); its records are redelivered to the next owner.
+                cancelled = sum(work.abandon_partitions() for work in list(self._in_flight))
+                if cancelled:
+                    log.warning("rebalance: abandoned %d pieces of work in flight (left "
+                                "uncommitted for the partitions' next owner)", cancelled)
             await super().consumer_wait_empty(consumer, logger)
             return
         await self._drain_in_flight()
+
+    def on_rebalance_start(self) -> None:
+        # Faust calls this in its consumer thread the moment a rebalance revokes the
+        # partitions, before the worker's loop hears of it: the lease ends here.
+        lease = ownership.installed()
+        if lease is not None:
+            lease.revoke()
+        super().on_rebalance_start()
 
     async def _drain_in_flight(self) -> None:
         pools = list(self._in_flight)
@@ -276,3 +312,9 @@ class PayoutWorker(HookableWorker):
             # Faust re-raises the crash reason for an exit code of 1; one code for
             # "fatal" whether or not the deadline had to end the process.
             raise SystemExit(EXIT_FATAL) from exc
+        # Every service has stopped and the loop is closed. A consumer thread Faust
+        # started while the stop was under way (SIGTERM during startup) can outlive
+        # it as a non-daemon thread; measured: the process then waited for the whole
+        # bound and exited 124 although the stop was clean.
+        self.app.hard_exit.finish(LINGER_AFTER_STOP_S,
+                                  EXIT_FATAL if self.crash_reason is not None else 0)

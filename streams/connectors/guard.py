@@ -13,6 +13,7 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
 from streams.connectors.base import ProviderOutcome, Transient, Unknown
+from streams.ownership import Fenced
 
 Send = Callable[[], Awaitable[ProviderOutcome]]
 
@@ -43,13 +44,19 @@ class ProviderGuard:
                                                     default_ttl=open_seconds)
 
     async def call(self, send: Send) -> ProviderOutcome:
+        fenced: Fenced | None = None
         try:
             async with await self._breakers.get_breaker(self.connector):
-                if self._limiter is not None:
-                    async with self._limiter:
+                try:
+                    if self._limiter is not None:
+                        async with self._limiter:
+                            answer = await send()
+                    else:
                         answer = await send()
-                else:
-                    answer = await send()
+                except Fenced as exc:
+                    # Not the provider's doing: raised past the breaker, not counted.
+                    fenced = exc
+                    return Transient("fenced")
                 if unhealthy(answer):
                     raise _ProviderUnhealthy(answer)
                 return answer
@@ -57,3 +64,6 @@ class ProviderGuard:
             return failure.answer
         except OpenedState:
             return Transient(f"circuit_open:{self.connector}")
+        finally:
+            if fenced is not None:
+                raise fenced

@@ -24,6 +24,7 @@ import orjson
 from yarl import URL
 
 from streams.connectors.base import HttpAnswer, HttpCall, Transient, Unknown
+from streams.ownership import require_ownership
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,11 @@ class ProviderTransport:
         self._base_url = base_url.rstrip("/")
         self._max_connections = max_connections
         # connect: getting a connection, pool wait included (never sent if it fires);
-        # sock_read: silence while waiting for the answer (may have been created).
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s,
+        # sock_read: silence while waiting for the answer (may have been created);
+        # total: no call outlives connect + read, the call window a new owner of the
+        # link's partition waits out before looking the link up (streams.ownership).
+        self._timeout = aiohttp.ClientTimeout(total=connect_timeout_s + read_timeout_s,
+                                              connect=connect_timeout_s,
                                               sock_connect=connect_timeout_s,
                                               sock_read=read_timeout_s)
         self._urls: dict[str, URL] = {}
@@ -91,6 +95,9 @@ class ProviderTransport:
         url = self._url(call.path)
         if call.params:
             url = url.update_query(call.params)
+        # Fencing (streams.ownership): the last check before bytes may leave. Raises
+        # Fenced, which is not a provider outcome: the work is abandoned, not retried.
+        require_ownership()
         try:
             async with session.request(call.method, url, data=content, headers=headers,
                                        allow_redirects=False) as response:

@@ -59,6 +59,17 @@ def test_arming_again_never_postpones_and_a_fatal_code_wins() -> None:
     assert exit_.codes == [EXIT_FATAL]
 
 
+def test_a_finished_stop_ends_soon_with_its_own_code_despite_a_lingering_thread() -> None:
+    exit_ = RecordedExit()
+    deadline = HardExit(exit=exit_)
+    deadline.finish(0.05, 0)  # not armed: nothing to shorten
+    assert not exit_.called.wait(0.2)
+    deadline.arm(3600, EXIT_FORCED, "SIGTERM")
+    deadline.finish(0.05, 0)  # the worker stopped cleanly; a thread still runs
+    assert exit_.called.wait(10)
+    assert exit_.codes == [0]
+
+
 def test_a_stuck_process_is_ended_by_the_deadline(tmp_path) -> None:
     """A non-daemon thread that never ends keeps Python alive after main returns."""
     script = textwrap.dedent(f"""
