@@ -409,7 +409,7 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 # Each rule: (label, function names any of which on the stack selects it, file fragments).
 CATEGORIES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("logging (formatting + writing log lines)", (), ("logging/__init__.py", "logging/handlers.py", "colorlog/")),
-    ("provider HTTP call: httpx + httpx-aiohttp + aiohttp", ("ProviderTransport.send",), ()),
+    ("provider HTTP call: aiohttp (ProviderTransport)", ("ProviderTransport.send",), ()),
     ("link creation wrappers: tenacity retry loop, circuit breaker, rate limiter",
      ("LinkCreator.create_link",), ()),
     ("table writes: RocksDB put + changelog send_soon",
