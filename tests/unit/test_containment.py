@@ -368,3 +368,31 @@ async def test_a_recovered_link_is_looked_up_at_the_connector_its_record_names()
     assert routed_to.calls == [] and recorded.calls == [True]  # a lookup, where it was made
     [(_, created)] = topics["created"].sent
     assert created["connector"] == "other"
+
+
+# --- fencing: not the owner any more ------------------------------------------------------
+
+
+async def test_a_fenced_link_is_neither_failed_nor_parked_and_stays_creating() -> None:
+    """Fenced mid-call: the next owner decides (lookup first). Containment must not turn
+    it into a failure (unknown is never failed) nor park it here (not ours to re-drive)."""
+    from streams import intake
+    from streams.ownership import Fenced
+
+    class FencedSettler(FakeSettler):
+        async def create_link(self, request: Any, reference: str, account: Any, *,
+                              lookup_first: bool, prepared: Any = None,
+                              progress: CallCount | None = None) -> tuple[Any, int]:
+            if progress is not None:
+                progress.started += 1  # the call may have left
+            raise Fenced(None, "the ownership lease lapsed")
+
+    p, topics, links, unresolved = build(FencedSettler())
+    result = intake.classify(orjson.dumps(valid(1)), p.settings)
+    assert isinstance(result, intake.Valid)
+    with pytest.raises(Fenced):
+        await p.handle(result, lifecycle.SourceOffset(REQUESTED, 0, 0))
+    assert topics["failed"].sent == [] and topics["created"].sent == []
+    assert dict(unresolved) == {}
+    [raw] = links.values()
+    assert lifecycle.LinkRecord.from_bytes(raw).status is lifecycle.LinkStatus.CREATING
