@@ -99,8 +99,6 @@ class OwnershipLease:
         self._owned: frozenset[TP] = frozenset()
         self._assigned_at: dict[TP, float] = {}
         self.fenced = 0  # pieces of work stopped by a failed check
-        self.handovers_waited = 0
-        self.handover_wait_total_s = 0.0
 
     # --- the consumer thread --------------------------------------------------------
 

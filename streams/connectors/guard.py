@@ -54,16 +54,14 @@ class ProviderGuard:
                     else:
                         answer = await send()
                 except Fenced as exc:
-                    # Not the provider's doing: raised past the breaker, not counted.
-                    fenced = exc
-                    return Transient("fenced")
-                if unhealthy(answer):
-                    raise _ProviderUnhealthy(answer)
-                return answer
+                    fenced = exc  # not the provider's doing: re-raised past the breaker
+                else:
+                    if unhealthy(answer):
+                        raise _ProviderUnhealthy(answer)
+                    return answer
         except _ProviderUnhealthy as failure:
             return failure.answer
         except OpenedState:
             return Transient(f"circuit_open:{self.connector}")
-        finally:
-            if fenced is not None:
-                raise fenced
+        assert fenced is not None  # the only way out of the block without returning
+        raise fenced
