@@ -9,8 +9,9 @@ from faust.sensors import Monitor
 from faust.types import TP, CollectionT, EventT, Message, ProducerT, RecordMetadata, StreamT
 from faust.types.tuples import PendingMessage
 
+from streams import lifecycle, ownership
 from streams.config import Settings, load_settings
-from streams.faust_internals import AwaitableWritesTable
+from streams.faust_internals import GuardedChangelogTable
 from streams.partitioning import kafka_default_partitioner
 from streams.preflight import compression_type
 from streams.shutdown import BoundedShutdownApp, PayoutWorker, ShutdownBounds
@@ -94,12 +95,17 @@ app = BoundedShutdownApp(
 )
 
 
-class LinkTable(AwaitableWritesTable):
-    """A table whose writes can be awaited until the changelog holds them.
+class LinkTable(GuardedChangelogTable):
+    """A table whose writes can be awaited until the changelog holds them, and whose
+    changelog never lets a stale owner's record replace a later owner's.
 
     The ``creating`` record must be durable *before* a provider call, or a crash
     could leave a link at the provider that no record remembers.
     """
+
+    def keeps(self, stored: bytes | None, incoming: bytes) -> bool:
+        return ownership.supersedes(lifecycle.stored_epoch(incoming),
+                                    lifecycle.stored_epoch(stored))
 
     async def put_durably(self, key: str, value: bytes) -> None:
         self[key] = value

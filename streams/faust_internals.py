@@ -224,6 +224,50 @@ class AwaitableWritesTable(faust.Table[Any, Any]):
         self.app.sensors.on_table_set(self, key, value)
 
 
+class GuardedChangelogTable(AwaitableWritesTable):
+    """A table that refuses a changelog record a newer one supersedes, on recovery too.
+
+    A worker that lost a partition while paused can still have a table write in its
+    producer buffer; it lands in the changelog *after* the new owner's write for the
+    same key. Faust applies a changelog in log order (recovery, standby replicas), so
+    the stale write would win the next recovery. :meth:`keeps` (a subclass's rule,
+    here the owner epoch) decides per record whether it may replace the stored value;
+    refused records are skipped, but their offsets still count as applied.
+
+    Reaches: ``Collection.apply_changelog_batch`` (overridden; what Faust's recovery
+    and standby replicas call per batch), ``Store._db_for_partition`` (the RocksDB of
+    one partition, to read a stored value by raw key while no event is current) and
+    ``Store.set_persisted_offset``. If recovery stops calling ``apply_changelog_batch``,
+    stale writes apply again in log order (the fencing around every write still
+    stands); a missing ``_db_for_partition`` stops the worker at start
+    (:func:`check_versions`).
+    """
+
+    def keeps(self, stored: bytes | None, incoming: bytes) -> bool:
+        return True
+
+    def apply_changelog_batch(self, batch: Any) -> None:
+        store: Any = self.data
+        accepted: dict[tuple[int, bytes], bytes | None] = {}
+        offsets: dict[TP, int] = {}
+        kept = []
+        for event in batch:
+            message = event.message
+            tp, key, value = message.tp, message.key, message.value
+            offsets[tp] = max(message.offset, offsets.get(tp, -1))
+            slot = (message.partition, key)
+            if value is not None:
+                stored = (accepted[slot] if slot in accepted
+                          else store._db_for_partition(message.partition).get(key))
+                if not self.keeps(stored, value):
+                    continue
+            accepted[slot] = value
+            kept.append(event)
+        store.apply_changelog_batch(kept, to_key=self._to_key, to_value=self._to_value)
+        for tp, offset in offsets.items():  # what was refused was read all the same
+            store.set_persisted_offset(tp, offset)
+
+
 def set_changelog_buffer_limit(app: AppT, max_messages: int) -> None:
     """Let ``max_messages`` changelog writes queue in Faust's producer buffer.
 
@@ -378,6 +422,9 @@ REACHES: tuple[Reach, ...] = (
     Reach("faust:Table", "on_key_set", "AwaitableWritesTable"),
     Reach("faust:Table", "send_changelog", "AwaitableWritesTable"),
     Reach("faust:Table", "partition_for_key", "AwaitableWritesTable"),
+    Reach("faust:Table", "apply_changelog_batch", "GuardedChangelogTable"),
+    Reach("faust.stores.rocksdb:Store", "_db_for_partition", "GuardedChangelogTable"),
+    Reach("faust.stores.rocksdb:Store", "set_persisted_offset", "GuardedChangelogTable"),
     Reach("faust.transport.drivers.aiokafka:Producer", "buffer",
           "set_changelog_buffer_limit", "instance"),
     Reach("faust.transport.producer:ProducerBuffer", "max_messages",
@@ -500,7 +547,7 @@ def check_versions(program: str = "payout worker",
 
 
 __all__ = [
-    "ALLOW_UNTESTED_ENV", "AwaitableWritesTable", "HookableApp", "HookableWorker", "REACHES",
+    "ALLOW_UNTESTED_ENV", "AwaitableWritesTable", "GuardedChangelogTable", "HookableApp", "HookableWorker", "REACHES",
     "TESTED_VERSIONS", "check_versions", "committed_offset", "limit_consumer_thread_stop",
     "missing_internals", "release_unacked", "replace_consumer_ack", "seek_without_wait",
     "set_changelog_buffer_limit", "version_mismatches",

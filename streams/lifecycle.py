@@ -51,8 +51,12 @@ class LinkRecord:
     # crash or a take-over, from a lookup) publishes the same content under its id.
     started_at: str | None = None
     request_event_id: str | None = None
+    # The owner epoch (group generation) of the latest write: a stale owner's write
+    # never replaces a later owner's (streams.ownership.supersedes).
+    owner_epoch: int = 0
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, owner_epoch: int = 0) -> bytes:
+        """Serialised by an owner of ``owner_epoch``: the record's epoch never goes back."""
         return orjson.dumps({
             "link_key": self.link_key,
             "status": self.status.value,
@@ -65,6 +69,7 @@ class LinkRecord:
             "outcome_published": self.outcome_published,
             "started_at": self.started_at,
             "request_event_id": self.request_event_id,
+            "owner_epoch": max(self.owner_epoch, owner_epoch),
         })
 
     @classmethod
@@ -77,7 +82,16 @@ class LinkRecord:
             source=SourceOffset(topic, partition, offset), provider_calls=d["provider_calls"],
             outcome=d["outcome"], outcome_published=d["outcome_published"],
             started_at=d.get("started_at"), request_event_id=d.get("request_event_id"),
+            owner_epoch=d.get("owner_epoch", 0),
         )
+
+
+def stored_epoch(raw: bytes | None) -> int:
+    """The owner epoch of a serialised record (0 for none, or one written before epochs)."""
+    if raw is None:
+        return 0
+    epoch = orjson.loads(raw).get("owner_epoch", 0)
+    return epoch if isinstance(epoch, int) else 0
 
 
 # --- decisions for an incoming, valid request ---------------------------------------

@@ -99,6 +99,9 @@ class OwnershipLease:
         self._owned: frozenset[TP] = frozenset()
         self._assigned_at: dict[TP, float] = {}
         self.fenced = 0  # pieces of work stopped by a failed check
+        # The group generation of the latest assignment: the owner epoch stamped on
+        # every table record this worker writes (see :func:`current_epoch`).
+        self.epoch = 0
 
     # --- the consumer thread --------------------------------------------------------
 
@@ -115,7 +118,9 @@ class OwnershipLease:
 
     # --- the worker's loop ------------------------------------------------------------
 
-    def assigned(self, tps: Iterable[TP]) -> None:
+    def assigned(self, tps: Iterable[TP], epoch: int | None = None) -> None:
+        if epoch is not None:
+            self.epoch = epoch
         now = self._clock()
         tps = frozenset(tps)
         for tp in tps - self._owned:
@@ -149,12 +154,13 @@ class OwnershipLease:
         return max(0.0, assigned_at + self.terms.handover_wait_s - self._clock())
 
 
-# The partition of the link the current task works on, set by KeyedInFlight for each
-# piece of work (a task copies the context it was created in), and the lease it is
-# checked against. Contextual, so the provider transport can check right before its
-# send without knowing partitions; unset (None) outside a worker: nothing to check.
-_current_partition: contextvars.ContextVar[TP | None] = contextvars.ContextVar(
-    "payout_link_partition", default=None)
+# The partition of the link the current task works on and the owner epoch it began
+# under, set by KeyedInFlight for each piece of work (a task copies the context it was
+# created in); checked against the installed lease. Contextual, so the provider
+# transport can check right before its send without knowing partitions; unset (None)
+# outside a worker: nothing to check.
+_current_work: contextvars.ContextVar[tuple[TP, int] | None] = contextvars.ContextVar(
+    "payout_link_work", default=None)
 _lease: OwnershipLease | None = None
 
 
@@ -168,8 +174,10 @@ def installed() -> OwnershipLease | None:
     return _lease
 
 
-def working_on(tp: TP | None) -> contextvars.Token[TP | None]:
-    return _current_partition.set(tp)
+def working_on(tp: TP | None) -> contextvars.Token[tuple[TP, int] | None]:
+    """Work on ``tp`` begins: under the epoch of the assignment that gave us ``tp``."""
+    lease = _lease
+    return _current_work.set(None if tp is None else (tp, lease.epoch if lease else 0))
 
 
 def require_ownership() -> None:
@@ -177,14 +185,34 @@ def require_ownership() -> None:
     lease = _lease
     if lease is None:
         return
-    tp = _current_partition.get()
-    if tp is not None:
-        lease.require(tp)
+    work = _current_work.get()
+    if work is not None:
+        lease.require(work[0])
 
 
-def reset(token: contextvars.Token[TP | None]) -> None:
-    _current_partition.reset(token)
+def reset(token: contextvars.Token[tuple[TP, int] | None]) -> None:
+    _current_work.reset(token)
 
 
 def current_partition() -> TP | None:
-    return _current_partition.get()
+    work = _current_work.get()
+    return work[0] if work is not None else None
+
+
+def current_epoch() -> int:
+    """The owner epoch of the current work: the group generation of the assignment under
+    which it began (0 outside a worker, or without fencing).
+
+    Every record a worker writes carries the highest of this and the epoch of the record
+    it read, so a record only ever moves to the same or a later epoch; a write from an
+    owner that lost the partition carries an older epoch than its successor's and
+    loses to it whatever order the changelog holds them in (:func:`supersedes`).
+    """
+    work = _current_work.get()
+    return work[1] if work is not None else 0
+
+
+def supersedes(incoming_epoch: int, stored_epoch: int) -> bool:
+    """Whether a changelog record of ``incoming_epoch`` may replace one of
+    ``stored_epoch``: the same owner (later writes win, in log order) or a later one."""
+    return incoming_epoch >= stored_epoch

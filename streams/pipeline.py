@@ -129,7 +129,8 @@ class RequestPipeline(Service):
             # Renewed from now on by every heartbeat the coordinator accepts; until the
             # first (within one heartbeat interval), no provider call starts.
             on_coordinator_round_trip(app.consumer, self.lease.renew, pause_counting_clock)
-            self.lease.assigned(self._request_partitions(app.consumer.assignment()))
+            self.lease.assigned(self._request_partitions(app.consumer.assignment()),
+                                app.consumer_generation_id)
             app.on_partitions_assigned.connect(self._assigned)  # type: ignore[arg-type]
             await self._first_renewal()
         self.clients = build_clients()
@@ -164,7 +165,7 @@ class RequestPipeline(Service):
 
     async def _assigned(self, app_: object, assigned: Iterable[TP], **_: object) -> None:
         if self.lease is not None:
-            self.lease.assigned(self._request_partitions(assigned))
+            self.lease.assigned(self._request_partitions(assigned), app.consumer_generation_id)
 
     @staticmethod
     def _request_partitions(tps: Iterable[TP]) -> set[TP]:

@@ -33,7 +33,7 @@ from streams.connectors.routing import Route, Unroutable, route_existing
 from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
 from streams.link_creation import CallCount, CreationResult, InDoubt, LinkCreator, RetriesExhausted
-from streams.ownership import Fenced, require_ownership
+from streams.ownership import Fenced, current_epoch, require_ownership
 from streams.partitioning import home_partition
 from streams.poison import CrashMarker, Stage, Verdict, isolate
 from streams.unresolved import UnresolvedEntry, parked
@@ -232,7 +232,7 @@ class RequestProcessor:
         if isinstance(decision, lifecycle.Republish):
             await self._publish_outcome(key, decision.outcome)
             if record is not None and not record.outcome_published:
-                self.links[key] = lifecycle.published(record).to_bytes()
+                self.links[key] = lifecycle.published(record).to_bytes(current_epoch())
             self._resolved(key)
             return
         if isinstance(decision, lifecycle.Conflict):
@@ -260,7 +260,8 @@ class RequestProcessor:
         record = decision.record
         if not decision.lookup_first:
             require_ownership()
-            await self.links.put_durably(key, record.to_bytes())  # before any provider call
+            await self.links.put_durably(  # before any provider call
+                key, record.to_bytes(current_epoch()))
         creator = self.creators[record.connector]
         result, calls = await creator.create_link(
             request, record.reference, routing.account, lookup_first=decision.lookup_first,
@@ -278,12 +279,12 @@ class RequestProcessor:
         if not created:
             # A failure must be remembered before it is told: on a redelivery the
             # provider might now accept what it rejected, and two outcomes would exist.
-            self.links[key] = record.to_bytes()
+            self.links[key] = record.to_bytes(current_epoch())
         # A created link needs no such write: until the one below lands, a redelivery
         # finds `creating`, looks the link up, and publishes the same event again.
         await self._publish_outcome(key, outcome)
         require_ownership()
-        self.links[key] = lifecycle.published(record).to_bytes()
+        self.links[key] = lifecycle.published(record).to_bytes(current_epoch())
         self._resolved(key)
 
     @classmethod
@@ -353,9 +354,9 @@ class RequestProcessor:
                                           field=None, connector=now.connector)
             settled = lifecycle.settled(now, failure, created=False,
                                         provider_calls=now.provider_calls)
-            self.links[key] = settled.to_bytes()
+            self.links[key] = settled.to_bytes(current_epoch())
             await self._send(self.failed, key.encode(), events.encode(failure), None)
-            self.links[key] = lifecycle.published(settled).to_bytes()
+            self.links[key] = lifecycle.published(settled).to_bytes(current_epoch())
             return
         # Nothing was written for this request (or its link is settled already): it
         # fails on its own and says nothing about the link.
