@@ -214,8 +214,9 @@ class DeliveryGuard:
     async def watch(self) -> None:
         """Re-seek what a busy fetch buffer swallowed; find tails that never arrived.
 
-        A partition is only suspected while the agent as a whole is starving: when it
-        is busy, a partition's records may simply be queued behind other partitions'.
+        A partition whose records were fetched but never handed over is only suspected
+        while the agent as a whole is starving: when it is busy, they may simply be
+        queued behind other partitions'. One not even fetched is suspected either way.
         """
         now = self._clock()
         starving = now - self._last_admitted_at >= self._stall_after_s
@@ -234,13 +235,18 @@ class DeliveryGuard:
                                 tp.topic, tp.partition, cursor.next_offset)
                     await self._seek(tp, cursor, cursor.next_offset)
                 continue
-            if not starving or now - cursor.since < self._stall_after_s:
+            if now - cursor.since < self._stall_after_s:
                 continue
             position = await asyncio.wait_for(self._consumer.position(tp), self._stall_after_s)
             if position is None or position <= cursor.next_offset:
                 # Not even fetched: does the broker hold records the agent never saw?
+                # Checked busy or not: the fetcher serves every partition it fetches at
+                # all within a few polls, so a partition not fetched for the stall bound
+                # while the broker holds records is stuck (a take-over under load).
                 await self._restart_unfetched(tp, cursor, now)
                 continue
+            if not starving:
+                continue  # fetched but not yet handed over: maybe queued behind others
             if self._cursors.get(tp) is not cursor:
                 continue
             first = await self._probe.first_offset(tp, cursor.next_offset, position)

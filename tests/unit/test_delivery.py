@@ -253,3 +253,23 @@ async def test_an_idle_partition_with_nothing_past_its_cursor_is_left_alone() ->
     now[0] += 6.0
     await guard.watch()
     assert consumer.sought == [] and consumer.resumed == set()
+
+
+async def test_a_taken_over_partition_is_fetched_again_while_others_keep_the_agent_busy() -> None:
+    """Issue 10: no stall on take-over under load. The busy agent is not starving, yet a
+    partition that has not even been fetched since its assignment is restarted."""
+    other = TP("payout-link-requested", 5)
+    consumer = FakeConsumer(committed={REQ: 0, other: 40}, positions={other: 40},
+                            extra_assigned={other}, ends={other: 52})
+    now = [100.0]
+    guard = DeliveryGuard(consumer, ["payout-link-requested"],  # type: ignore[arg-type]
+                          FakeProbe(deliverable=set(range(40, 52))), stall_after_s=5.0,
+                          clock=lambda: now[0])
+    await guard.watch()
+    for offset in range(6):  # REQ hands a record over every second: the agent is busy
+        now[0] += 1.0
+        assert await guard.admit(event(offset))
+    consumer.positions[REQ] = 6
+    await guard.watch()
+    assert (other, 40) in consumer.sought and other in consumer.resumed
+    assert all(tp == other for tp, _ in consumer.sought)  # the busy one is left alone
