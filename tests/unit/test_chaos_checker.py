@@ -52,7 +52,8 @@ def test_lost_duplicate_link_and_phantom_link_are_caught() -> None:
     assert any("no created outcome" in u for u in report.unaccounted)
     assert not report.ok
     assert report.final_line() == (
-        "chaos: 2 requests, 1 with one outcome, 1 lost, 1 duplicate links, 0 false failures, "
+        "chaos: 2 requests, 1 with one outcome, 1 lost, 1 duplicate links, "
+            "0 same-id different-content, 0 false failures, "
         "1 unaccounted inputs; "
         "poison: 0 injected, 0 accounted, 0 stalls")
 
@@ -114,3 +115,18 @@ def test_a_link_failure_for_a_key_with_a_link_at_the_provider_is_a_false_failure
                                                field=None))
     report = check(inputs[:1], out, {link_reference(inputs[0].answer_key): ["poutlk_a"]})
     assert report.false_failures == [inputs[0].answer_key] and not report.ok
+
+
+def test_one_event_id_with_different_content_is_caught() -> None:
+    a, b, inputs = setup()
+    out = Outcomes()
+    first = created(a, "poutlk_a")
+    out.add(TOPICS.created, first)
+    out.add(TOPICS.created, dict(first))  # the same content again: fine
+    out.add(TOPICS.created, created(b, "poutlk_b"))
+    ledger = {link_reference(i.answer_key): [f"poutlk_{x}"] for i, x in zip(inputs, "ab")}
+    assert check(inputs, out, ledger).ok
+    out.add(TOPICS.created, dict(first, url="https://rzp.io/i/other"))  # a second link's URL
+    report = check(inputs, out, ledger)
+    assert report.clashing_ids == [first["event_id"]] and not report.ok
+    assert "1 same-id different-content" in report.final_line()

@@ -573,3 +573,14 @@ async def test_load_credentials_sources(tmp_path: Any) -> None:
     with pytest.raises(ValueError) as exc:
         load_credentials(None, env={"SIM_CREDENTIALS": '{"k": {"key_secret": "topsecret"}}'})
     assert "topsecret" not in str(exc.value)
+
+
+async def test_an_outage_answers_every_api_call_with_its_5xx_until_cleared(sim: Sim) -> None:
+    assert (await sim.client.post("/_sim/config", json={"outage_status": 404})).status_code == 400
+    await sim.configure(outage_status=503)
+    down = await sim.client.post(LINKS, json=body())
+    assert down.status_code == 503 and down.json()["error"]["code"] == "SERVER_ERROR"
+    assert (await sim.client.get(LINKS)).status_code == 503
+    assert (await sim.client.get("/_sim/ledger")).json()["by_receipt"] == {}  # nothing created
+    await sim.configure(outage_status=0)
+    assert (await sim.client.post(LINKS, json=body())).status_code == 200

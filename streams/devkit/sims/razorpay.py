@@ -143,6 +143,9 @@ class SimConfig:
     retry_after_ratio: float = 0.5
     faults_on_reads: bool = False
     seed: int | None = None
+    # An outage: every API call (create and reads) answers this 5xx from the gateway,
+    # before any work; 0 = none. Set and cleared at runtime (chaos's long outages).
+    outage_status: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,6 +159,7 @@ class SimConfig:
             "retry_after_ratio": self.retry_after_ratio,
             "faults_on_reads": self.faults_on_reads,
             "seed": self.seed,
+            "outage_status": self.outage_status,
         }
 
     def copy(self) -> SimConfig:
@@ -194,6 +198,10 @@ class SimConfig:
                 if value is not None and type(value) is not int:
                     raise ValueError("seed must be an integer or null")
                 new.seed = value
+            elif key == "outage_status":
+                if type(value) is not int or not (value == 0 or 500 <= value <= 599):
+                    raise ValueError("outage_status must be 0 (none) or a 5xx status")
+                new.outage_status = value
             else:
                 raise ValueError(f"unknown config key {key!r}")
         if sum(new.faults.values()) > 1.0 + 1e-9:
@@ -496,6 +504,13 @@ class PayoutLinkSimulator:
         # aiohttp swallows the ConnectionError when it tries to write this
         return web.Response(status=499)
 
+    def _outage(self, step: str) -> web.Response:
+        _bump(self.stats.events, "outage_answers")
+        status = self.config.outage_status
+        return self._fail(status, _5XX_DESCRIPTIONS.get(status, _5XX_DESCRIPTIONS[503]),
+                          code="SERVER_ERROR", source="internal", step=step,
+                          reason="server_error")
+
     async def _pre_fault(self, request: web.Request, step: str) -> tuple[str | None, web.Response | None]:
         """Draw and apply the faults that happen before any work. Returns (fault, early answer)."""
         fault = self._draw_fault()
@@ -545,6 +560,8 @@ class PayoutLinkSimulator:
         raw = await request.read()
         account = self._account_for(request)
         await self._latency()
+        if self.config.outage_status:
+            return self._outage("payout_link_creation")
         if account is None:
             return self._unauthorized()
         fault = None
@@ -665,6 +682,8 @@ class PayoutLinkSimulator:
         _bump(self.stats.requests, endpoint)
         account = self._account_for(request)
         await self._latency()
+        if self.config.outage_status:
+            return None, self._outage("NA")
         if account is None:
             return None, self._unauthorized()
         if self.config.faults_on_reads and self._any_fault() and endpoint != "cancel":
