@@ -72,6 +72,19 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def record_time_iso(timestamp: float | None) -> str:
+    """An input record's Kafka timestamp as ``occurred_at``; now when it has none.
+
+    An outcome about one input record (a request failure, a dead letter) may be
+    published again after a crash or a take-over; dated from the record, each
+    publication carries the same content under its event id.
+    """
+    if timestamp is None or not 0 < timestamp < 32_503_680_000:  # year 3000
+        return now_iso()
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
 def link_key(merchant_id: str, merchant_payout_id: str) -> str:
     return f"{merchant_id}:{merchant_payout_id}"
 
@@ -488,6 +501,7 @@ def failed_event(request: Mapping[str, Any], *, code: str, message: str, field: 
     if source is not None:
         event["source"] = {"topic": source.topic, "partition": source.partition,
                            "offset": source.offset}
+        event["occurred_at"] = record_time_iso(source.timestamp)
     return event
 
 
@@ -530,7 +544,7 @@ def dead_letter_event(source: SourceRecord, error: Unparseable) -> dict[str, Any
                                            str(source.offset)),
         "event_type": DEAD_LETTER,
         "schema_version": SCHEMA_VERSION,
-        "occurred_at": now_iso(),
+        "occurred_at": record_time_iso(source.timestamp),
         "source": {"topic": source.topic, "partition": source.partition,
                    "offset": source.offset, "timestamp": source.timestamp},
         "raw_key_b64": key.b64,

@@ -12,7 +12,7 @@ Nothing here does I/O; the agent acts on the decisions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -33,6 +33,10 @@ class SourceOffset:
     topic: str
     partition: int
     offset: int
+    # The record's Kafka timestamp: the time of an outcome about this one record (a
+    # request failure), fixed in the log, so a re-publication carries the same time.
+    # Not stored, not compared: the record's identity is its offset.
+    timestamp: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

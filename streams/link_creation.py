@@ -139,7 +139,11 @@ class LinkCreator:
     async def _attempt(self, request: Mapping[str, Any], reference: str, account: Any,
                        state: _Attempts) -> ProviderOutcome:
         if state.lookup_first:
-            found = await self._call(lambda: self.client.lookup(reference, account), state)
+            if state.prepared is None:  # what the create would say; a lookup may need it
+                state.prepared = self.provider.prepare(request, reference, account)
+            prepared = state.prepared
+            found = await self._call(
+                lambda: self.client.lookup(reference, account, sent=prepared), state)
             if isinstance(found, Rejected):
                 # A refused lookup (a rotated key, 400, 404) proves nothing about whether
                 # the earlier call created a link: never a failure (DESIGN.md rule 2).

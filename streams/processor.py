@@ -144,7 +144,8 @@ class RequestProcessor:
             await self.in_flight.submit(event, once, partial(
                 self._forward, key, home, orjson.dumps(result.request)))
             return
-        offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset)
+        offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset,
+                                        source.timestamp)
         await self.in_flight.submit(event, key, partial(self.handle, result, offset))
 
     async def _submit_poison(self, event: EventT[Any], source: events.SourceRecord, once: str,

@@ -124,7 +124,7 @@ class HttpProviderClient:
             return self.transformers.read_create(answer, prepared)
         return answer
 
-    async def lookup(self, reference: str, account: Any) -> ProviderOutcome:
+    async def lookup(self, reference: str, account: Any, sent: Any = None) -> ProviderOutcome:
         answer = await self._send(self.transformers.lookup_call(reference, account), account)
         if isinstance(answer, HttpAnswer):
             return self.transformers.read_lookup(answer, reference)

@@ -986,3 +986,23 @@ def test_the_capability_check_and_the_simulator_agree_on_every_expiry(
         assert (gap is None) == isinstance(judged, CashgramRequest), (gap, judged)
         assert gap is None or gap.field == "expires_at"
     event("accepted" if gap is None else "refused")
+
+
+@pytest.mark.parametrize("expires_at", [None, _rfc3339(NOW + 3 * DAY)])
+async def test_a_new_owner_finds_the_cashgram_with_the_expiry_its_creator_reported(
+        cashfree: Cashfree, expires_at: str | None) -> None:
+    """Issue 10: after a take-over the new owner's client never sent the create, and the
+    status answer states no expiry; found through the link creator, the Cashgram reports
+    the expiry the create stated, so both owners publish one content under one id."""
+    r = request(expires_at=expires_at) if expires_at else request()
+    created, _ = await cashfree.settle(r)
+    assert isinstance(created, LinkCreated) and created.expires_at is not None
+    new_owner = cashfree.provider.client(Endpoint(cashfree.url, connect_timeout_s=1,
+                                                  read_timeout_s=5, max_connections=4))
+    try:
+        found, calls = await LinkCreator(cashfree.provider, new_owner, FAST).create_link(
+            r, REF, SIM_ACCOUNT, lookup_first=True)
+        assert calls == 1 and found == created
+        assert (await new_owner.lookup(REF, SIM_ACCOUNT)).expires_at is None  # what it fixes
+    finally:
+        await new_owner.aclose()

@@ -184,3 +184,27 @@ def test_examples_match_their_schemas() -> None:
     for path in examples:
         event = orjson.loads(path.read_bytes())
         assert_schema_valid(event)
+
+
+def test_an_outcome_about_one_record_is_the_same_event_when_published_again(monkeypatch) -> None:
+    """Issue 10: a request failure or dead letter re-published after a crash or a
+    take-over carries the same content under its event id; its time is the record's."""
+    from streams import lifecycle
+
+    record = events.SourceRecord(topic="payout-link-requested", partition=3, offset=17,
+                                 key=b"k", value=b"{", timestamp=1_795_348_607.306)
+    offset = lifecycle.SourceOffset("payout-link-requested", 3, 17, 1_795_348_607.306)
+    request = valid_request(1, run="t")
+
+    def published() -> list[dict]:
+        return [events.dead_letter_event(record, events.Unparseable("unparseable", "bad")),
+                events.failed_event(request, code="idempotency_conflict", message="m", field=None,
+                                    scope=events.REQUEST, discriminator="conflict:x",
+                                    source=offset)]
+
+    first = published()
+    monkeypatch.setattr(events, "now_iso", lambda: "2099-01-01T00:00:00.000Z")  # later
+    assert published() == first
+    assert {e["occurred_at"] for e in first} == {"2026-11-22T11:56:47.306Z"}
+    # The offset is the record's identity; its time is not compared.
+    assert offset == lifecycle.SourceOffset("payout-link-requested", 3, 17)

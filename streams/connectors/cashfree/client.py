@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from typing import Any
 
 from streams.connectors.base import (
     HttpAnswer,
@@ -68,7 +69,8 @@ class CashfreeClient(HttpProviderClient):
             return Unknown(f"cashgram_id_already_exists:{why}", 409)
         return self.transformers.read_create(answer, prepared)
 
-    async def lookup(self, reference: str, account: CashfreeAccount) -> ProviderOutcome:
+    async def lookup(self, reference: str, account: CashfreeAccount,
+                     sent: Any = None) -> ProviderOutcome:
         try:
             answer = await self._send(self.transformers.lookup_call(reference), account)
         except CredentialsRefused as refused:
@@ -77,7 +79,13 @@ class CashfreeClient(HttpProviderClient):
             return Transient(f"lookup_{answer.reason}", answer.status_code)
         if not isinstance(answer, HttpAnswer):
             return answer
-        return self.transformers.read_lookup(answer, reference, self._expiries.get(reference))
+        # The status answer states no expiry: the one this worker sent, else the one the
+        # create call for this reference states (the same request, the same India day).
+        expiry = self._expiries.get(reference)
+        if expiry is None and isinstance(sent, HttpCall) and isinstance(sent.json, dict):
+            stated = sent.json.get("linkExpiry")
+            expiry = stated if isinstance(stated, str) else None
+        return self.transformers.read_lookup(answer, reference, expiry)
 
 
     def _remember(self, reference: str, link_expiry: object) -> None:

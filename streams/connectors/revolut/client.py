@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from streams.connectors.base import (
     HttpAnswer,
@@ -157,7 +158,8 @@ class RevolutClient:
             return self.transformers.read_create(answer, prepared)
         return answer
 
-    async def lookup(self, reference: str, account: RevolutAccount) -> ProviderOutcome:
+    async def lookup(self, reference: str, account: RevolutAccount,
+                     sent: Any = None) -> ProviderOutcome:
         """Page through the newest-first list for ``request_id == reference``.
 
         Never creates; every failure is :class:`Transient` (it proves nothing), and only
