@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streams.devkit.netcut import TcpProxy
+
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
 
@@ -102,12 +104,16 @@ class Broker:
         self.stop()
         self.start()
 
+    def close(self) -> None:
+        """Stop for good: the broker and anything that outlives its restarts."""
+        self.stop()
+
     def __enter__(self) -> Broker:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
 
 class ExternalBroker(Broker):
@@ -229,14 +235,30 @@ def _java() -> str:
 
 
 class LocalKafka(Broker):
-    """Kafka as a child JVM; data, config and kafka.log live in ``data_dir``."""
+    """Kafka as a child JVM; data, config and kafka.log live in ``data_dir``.
 
-    def __init__(self, data_dir: Path, port: int = 0, version: str = KAFKA_VERSION) -> None:
+    ``cuttable=True`` adds a third listener whose advertised address is a
+    :class:`~streams.devkit.netcut.TcpProxy` in front of it: Kafka advertises per
+    listener, so a client bootstrapped at :attr:`cuttable_bootstrap` reaches the broker
+    only through the proxy (``self.proxy.cut()`` cuts that client alone off), while
+    every other client uses the plain listener. The proxy and the ports outlive broker
+    restarts; :meth:`close` (the context manager's exit) stops the proxy too.
+    """
+
+    def __init__(self, data_dir: Path, port: int = 0, version: str = KAFKA_VERSION, *,
+                 cuttable: bool = False) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.version = version
         self.port = port or free_port()
         self.controller_port = free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        self.proxy: TcpProxy | None = None
+        self.cuttable_port = 0
+        self.cuttable_bootstrap = ""
+        if cuttable:
+            self.cuttable_port = free_port()
+            self.proxy = TcpProxy("127.0.0.1", self.cuttable_port).start()
+            self.cuttable_bootstrap = self.proxy.address
         self.log_file = self.data_dir / "kafka.log"
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -244,10 +266,17 @@ class LocalKafka(Broker):
 
     def _write_config(self) -> Path:
         config = dict(COMMON_CONFIG)
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+        advertised = f"PLAINTEXT://127.0.0.1:{self.port}"
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if self.proxy is not None:
+            listeners += f",CUTTABLE://127.0.0.1:{self.cuttable_port}"
+            advertised += f",CUTTABLE://{self.proxy.address}"
+            protocols += ",CUTTABLE:PLAINTEXT"
         config.update({
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners": listeners,
+            "advertised.listeners": advertised,
+            "listener.security.protocol.map": protocols,
             "inter.broker.listener.name": "PLAINTEXT",
             # Static quorum: the voter lives in config, not in the log, so a data
             # dir stays usable even if a later run picks other ports.
@@ -313,6 +342,14 @@ class LocalKafka(Broker):
         errors = [ln for ln in run if " ERROR " in ln or " FATAL " in ln or ln.startswith("Caused by")]
         head = ["first errors:", *errors[:8], "last lines:"] if errors else []
         return "\n".join(head + run[-lines:])
+
+    def close(self) -> None:
+        """Stop the broker and the cuttable listener's proxy."""
+        try:
+            self.stop()
+        finally:
+            if self.proxy is not None:
+                self.proxy.stop()
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM (Kafka shuts down cleanly), then SIGKILL after ``timeout``; idempotent."""
@@ -408,9 +445,18 @@ def docker_available(timeout: float = 2.0) -> bool:
         return False
 
 
-def broker_from_environment(workdir: Path, *, port: int = 0) -> Broker:
-    """Pick the broker for this machine (see module docstring); not yet started."""
+def broker_from_environment(workdir: Path, *, port: int = 0, cuttable: bool = False) -> Broker:
+    """Pick the broker for this machine (see module docstring); not yet started.
+
+    ``cuttable``: with a listener one client can be cut off from (:class:`LocalKafka`);
+    only the local launcher has one.
+    """
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if cuttable:
+        if external:
+            raise RuntimeError("a cuttable listener needs the local Kafka launcher "
+                               "(unset KAFKA_BOOTSTRAP_SERVERS)")
+        return LocalKafka(Path(workdir), port=port, cuttable=True)
     if external:
         return ExternalBroker(external)
     if docker_available():
