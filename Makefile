@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint unit integration chaos worker clean
+.PHONY: install demo test lint unit integration chaos bench soak worker clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ integration: install
 # BENCH_ARGS=--mix: also traffic over all three providers (python -m bench.run --help).
 bench: install
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# Half the max rate measured at its start, 1 % provider faults, the worker SIGKILLed every
+# 5 minutes, for SOAK_MINUTES (default 20); a line per minute, PASS/FAIL, a row in
+# docs/benchmarks.md (SOAK_ARGS=--no-doc to skip; python -m streams.devkit.soak --help).
+soak: install
+	$(PY) -m streams.devkit.soak $(SOAK_ARGS)
 
 worker: $(VENV)/.installed
 	$(PY) -m streams worker --loglevel info
