@@ -124,8 +124,12 @@ class LinkCreator:
             reraise=True,
         )
         async for attempt in retrying:
-            with attempt:
-                state.last = await self._attempt(request, reference, account, state)
+            # Not ``with attempt:``: tenacity's attempt manager records any exception
+            # (Fenced, a cancellation when the work is abandoned) as the attempt's
+            # outcome, and the retry went on with the last answer (measured in chaos:
+            # work abandoned at a rebalance kept retrying, and once its worker owned
+            # the partition again it created a second link). Exceptions end it here.
+            state.last = await self._attempt(request, reference, account, state)
             attempt.retry_state.set_result(state.last)
         last = state.last
         attempts = attempt.retry_state.attempt_number + 1

@@ -135,7 +135,14 @@ class OwnershipLease:
     def holds(self, tp: TP) -> bool:
         return tp in self._owned and self._clock() < self._expires_at
 
-    def require(self, tp: TP) -> None:
+    def require(self, tp: TP, epoch: int | None = None) -> None:
+        """``epoch``: the assignment the work began under; work that began under an
+        earlier one is stale even when the partition is ours again (it was abandoned at
+        the rebalance between, and the next owner may have settled its link since)."""
+        if epoch is not None and epoch != self.epoch:
+            self.fenced += 1
+            raise Fenced(tp, f"the work began under generation {epoch}; the partitions "
+                             f"were reassigned since (generation {self.epoch})")
         if tp not in self._owned:
             self.fenced += 1
             raise Fenced(tp, "the partition is not assigned to this worker")
@@ -187,7 +194,7 @@ def require_ownership() -> None:
         return
     work = _current_work.get()
     if work is not None:
-        lease.require(work[0])
+        lease.require(*work)
 
 
 def reset(token: contextvars.Token[tuple[TP, int] | None]) -> None:

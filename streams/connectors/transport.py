@@ -15,6 +15,7 @@ link on a CPU-bound worker, the provider call was the largest single item.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from urllib.parse import urlencode
@@ -104,6 +105,11 @@ class ProviderTransport:
                 body = await response.read()
                 return HttpAnswer(response.status, response.headers, body)
         except (TimeoutError, aiohttp.ClientError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # The work was abandoned (cancelled) while the call ran, and the
+                # cancellation surfaced as a timeout: it is not a provider outcome.
+                raise asyncio.CancelledError from exc
             outcome = classify_failure(exc)
             # The exception's text names the host and the socket error, never headers.
             log.warning("%s %s failed: %s (%s)", call.method, call.path, outcome.reason, exc)

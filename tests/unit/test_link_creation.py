@@ -6,6 +6,7 @@ after the link was created.
 """
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Sequence
 
@@ -27,6 +28,7 @@ from streams.connectors.transport import ProviderTransport
 from streams.devkit.sims.razorpay import PayoutLinkSimulator, SimConfig, start_server
 from streams.devkit.traffic import valid_request
 from streams.link_creation import InDoubt, LinkCreator, RetriesExhausted, RetryPolicy
+from streams.ownership import Fenced
 
 ACCOUNT = RazorpayAccount("rzp_test_demo", "demo_secret", "2323230041626905")
 BASIC = StaticHeaders(lambda account: {"Authorization": account.basic_header})
@@ -277,3 +279,26 @@ async def test_a_link_in_doubt_past_the_budget_is_handed_over_never_failed() -> 
     result, _ = await settler.create_link(REQUEST, REF, ACCOUNT, lookup_first=False)
     assert isinstance(result, InDoubt) and "lookup_refused" in result.reason
     assert "create" not in transport.kinds()[1:]  # never a second create while in doubt
+
+
+class RaisingTransport(ScriptedTransport):
+    """Answers from the script; an exception in it is raised, as a fence or an abandon
+    (cancellation) would be in the middle of a call."""
+
+    async def send(self, call: HttpCall, headers: object = None) -> HttpAnswer | Transient | Unknown:
+        self.calls.append(call)
+        step = self.script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+
+@pytest.mark.parametrize("stop", [Fenced(None, "lost the partition"), asyncio.CancelledError()])
+async def test_a_fence_or_an_abandon_during_a_retry_ends_the_settlement(stop) -> None:
+    """Issue 10, found by chaos: tenacity's attempt manager recorded the exception as the
+    attempt's outcome and the retry went on with the previous answer; once the worker
+    owned the partition again, the abandoned work created a second link."""
+    transport = RaisingTransport([HttpAnswer(503, {}, b"{}"), stop, ok(EMPTY), ok(LINK)])
+    with pytest.raises(type(stop)):
+        await creator(transport).create_link(REQUEST, REF, ACCOUNT, lookup_first=False)
+    assert transport.kinds() == ["create", "lookup"]  # nothing after the stop

@@ -211,3 +211,30 @@ async def test_the_guard_lets_fencing_through_without_counting_it_against_the_pr
 
 async def _never(exc: BaseException) -> None:
     raise AssertionError(f"on_fatal called: {exc!r}")
+
+
+def test_work_begun_under_an_earlier_assignment_is_fenced_though_the_partition_is_ours() -> None:
+    """Work abandoned at a rebalance that somehow still runs (a swallowed cancellation)
+    must not act once its worker owns the partition again: the next owner may have
+    settled the link in between."""
+    clock = Clock()
+    owned = lease(clock)
+    owned.assigned([P0], epoch=5)
+    owned.renew(clock.now)
+    ownership.install(owned)
+    token = ownership.working_on(P0)
+    try:
+        ownership.require_ownership()  # same assignment: fine
+        owned.revoke()
+        owned.assigned([P0], epoch=7)  # ours again, later
+        owned.renew(clock.now)
+        assert owned.holds(P0)
+        with pytest.raises(Fenced, match="generation 5"):
+            ownership.require_ownership()
+    finally:
+        ownership.reset(token)
+    fresh = ownership.working_on(P0)  # work begun now runs
+    try:
+        ownership.require_ownership()
+    finally:
+        ownership.reset(fresh)

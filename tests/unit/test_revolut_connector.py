@@ -1068,7 +1068,7 @@ async def test_a_refused_lookup_after_an_unknown_create_is_never_a_failure(live:
                                                backoff_max_s=0.002, in_doubt_max_s=0.2))
     original = client.lookup
 
-    async def refused_lookup(reference: str, account: Any) -> Any:
+    async def refused_lookup(reference: str, account: Any, sent: Any = None) -> Any:
         await live.control("/tokens/revoke", {"access_tokens": True, "refresh_token": True})
         try:
             return await original(reference, account)
