@@ -833,3 +833,14 @@ def test_load_credentials_never_echoes_a_secret(tmp_path: Any) -> None:
     with pytest.raises(ValueError) as exc:
         load_credentials(None, env={"SIM_CREDENTIALS": '{"k": {"key_secret": "topsecret"}}'})
     assert "topsecret" not in str(exc.value)
+
+
+def test_fault_rates_given_as_config_json_are_not_overwritten_by_the_flags() -> None:
+    """The fleet starts this simulator with its faults in --config-json; the flags' zero
+    defaults used to win, and chaos ran Cashgram without faults."""
+    from streams.devkit.sims.cashfree import build_arg_parser, config_from_args
+
+    args = build_arg_parser().parse_args(
+        ["--config-json", '{"error_5xx": 0.05, "faults": {"throttle_429": 0.02}}'])
+    faults = config_from_args(args).faults
+    assert faults["error_5xx"] == 0.05 and faults["throttle_429"] == 0.02

@@ -1309,7 +1309,15 @@ def config_from_args(args: argparse.Namespace) -> CashfreeSimConfig:
         extra = json.loads(args.config_json)
         if not isinstance(extra, dict):
             raise ValueError("--config-json must be a JSON object")
+        # Fault kinds given flat in the JSON override the flags' (zero) defaults; merged
+        # nested, the flags' zeros won and the fleet's faults were silently dropped.
+        faults = dict(patch["faults"])
+        faults.update({kind: extra.pop(kind) for kind in FAULT_KINDS if kind in extra})
+        nested = extra.pop("faults", None)
+        if isinstance(nested, dict):
+            faults.update(nested)
         patch.update(extra)
+        patch["faults"] = faults
     cfg.apply(patch)
     return cfg
 
