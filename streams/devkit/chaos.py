@@ -166,18 +166,22 @@ class Report:
     poison_injected: int = 0
     poison_accounted: int = 0
     stalls: list[str] = field(default_factory=list)
+    # Outcome events sharing one event_id but differing in content: a consumer that
+    # de-duplicates by event_id would keep one and never see the other (issue 10).
+    clashing_ids: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         total = sum(self.inputs.values())
         return (not self.lost and not self.duplicate_links and not self.unaccounted
-                and not self.false_failures
+                and not self.false_failures and not self.clashing_ids
                 and self.one_outcome == total and not self.stalls
                 and self.poison_accounted == self.poison_injected)
 
     def final_line(self) -> str:
         return (f"chaos: {sum(self.inputs.values())} requests, {self.one_outcome} with one outcome, "
                 f"{len(self.lost)} lost, {len(self.duplicate_links)} duplicate links, "
+                f"{len(self.clashing_ids)} same-id different-content, "
                 f"{len(self.false_failures)} false failures, "
                 f"{len(self.unaccounted)} unaccounted inputs; "
                 f"poison: {self.poison_injected} injected, {self.poison_accounted} accounted, "
@@ -202,6 +206,23 @@ def stalled_partitions(inputs: list[Input], answered: set[str], partitions: int)
     return stalls
 
 
+def clashing_event_ids(outcomes: Outcomes) -> list[str]:
+    """Event ids published more than once with different content, each with the fields
+    that differ: ``"<event_id> (field, ...)"``."""
+    versions: dict[str, dict[bytes, Mapping[str, Any]]] = {}
+    for published in outcomes.by_topic.values():
+        for e in published:
+            versions.setdefault(e["event_id"], {})[
+                orjson.dumps(e, option=orjson.OPT_SORT_KEYS)] = e
+    clashes = []
+    for eid, bodies in sorted(versions.items()):
+        if len(bodies) > 1:
+            first, *others = bodies.values()
+            fields = sorted({k for o in others for k in {*first, *o} if o.get(k) != first.get(k)})
+            clashes.append(f"{eid} ({', '.join(fields)})")
+    return clashes
+
+
 def check(inputs: list[Input], outcomes: Outcomes,
           ledger_by_receipt: Mapping[str, list[str]], partitions: int = 8) -> Report:
     """Account for every input: exactly one outcome each, one link per key at most."""
@@ -213,6 +234,7 @@ def check(inputs: list[Input], outcomes: Outcomes,
             report.outcome_events[topic] += 1
     report.republished = sum(len(v) for v in by_key.values()) - sum(
         len(_distinct(v)) for v in by_key.values())
+    report.clashing_ids = clashing_event_ids(outcomes)
 
     for item in inputs:
         report.inputs[item.kind] += 1
@@ -282,6 +304,7 @@ def print_report(report: Report, extra: Mapping[str, Any]) -> None:
         print(f"{name:<34} {value}")
     for label, items in (("lost", report.lost), ("duplicate links", report.duplicate_links),
                          ("unaccounted", report.unaccounted), ("stalled", report.stalls),
+                         ("same id, different content", report.clashing_ids),
                          ("false failure", report.false_failures)):
         for item in items[:10]:
             print(f"  {label}: {item}")
@@ -296,6 +319,11 @@ def _producer(bootstrap: str, codec: str) -> AIOKafkaProducer:
                             enable_idempotence=True, request_timeout_ms=15_000,
                             metadata_max_age_ms=2_000,
                             compression_type=None if codec == "none" else codec)
+
+
+async def _send_batch(producer: AIOKafkaProducer, batch: list[Input]) -> None:
+    sent = [await producer.send(TOPICS.requested, x.value, key=x.key) for x in batch]
+    await asyncio.gather(*sent)
 
 
 async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
@@ -319,11 +347,11 @@ async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
             for attempt in range(1, 31):
                 producer = producers[slot]
                 try:
-                    sent = [await producer.send(TOPICS.requested, x.value, key=x.key)
-                            for x in inputs[i:i + size]]
-                    await asyncio.gather(*sent)
+                    # Bounded: after a long Kafka outage a producer can leave its
+                    # deliveries pending for ever (seen with a 2-minute outage).
+                    await asyncio.wait_for(_send_batch(producer, inputs[i:i + size]), 30)
                     break
-                except KafkaError:
+                except (KafkaError, TimeoutError):
                     try:
                         await asyncio.wait_for(producer.stop(), 5)
                     except (TimeoutError, KafkaError):
@@ -331,8 +359,8 @@ async def _paced_produce(bootstrap: str, inputs: list[Input], seconds: float,
                     await asyncio.sleep(min(5.0, 0.5 * attempt))
                     producers[slot] = _producer(bootstrap, codecs[slot])
                     try:
-                        await producers[slot].start()
-                    except KafkaError:
+                        await asyncio.wait_for(producers[slot].start(), 30)
+                    except (KafkaError, TimeoutError):
                         pass  # Kafka still down: the next attempt finds out
             lag = started + (i // size + 1) * seconds / batches - time.monotonic()
             if lag > 0:
@@ -428,18 +456,50 @@ async def _supervise(workers: list[WorkerProcess], locks: dict[int, asyncio.Lock
 DEMO_ROUTING = '{"m_in_cashgram": ["cashfree"]}' if "cashfree" in PROVIDERS else "{}"
 
 
+def worker_env(fleet: SimulatorFleet, *, standby_replicas: int = 0,
+               faults: str = "") -> dict[str, str]:
+    """Every chaos worker's settings: a 6 s session (take-overs within a run), short
+    read timeouts and re-drive cadence, the simulators, the demo's routing."""
+    env = {"PAYOUT_SESSION_TIMEOUT_S": "6", "PAYOUT_READ_TIMEOUT_S": "1.5",
+           "PAYOUT_STANDBY_REPLICAS": str(standby_replicas), "PAYOUT_FAULTS": faults,
+           "PAYOUT_UNRESOLVED_RETRY_S": "2", "PAYOUT_UNRESOLVED_RETRY_MAX_S": "10"}
+    env.update(fleet.worker_env())
+    env["PAYOUT_ROUTING"] = DEMO_ROUTING
+    return env
+
+
+async def await_outcomes(reader: OutcomeReader, inputs: list[Input], deadline_s: float) -> None:
+    """Until every input is answered, then until re-publications and conflicts (same
+    keys, later events) have landed too; each with the deadline."""
+    missing = await reader.wait_for({i.answer_key for i in inputs}, deadline_s)
+    expected_events = len({i.answer_key for i in inputs if i.kind != "duplicate"}) + sum(
+        1 for i in inputs if i.kind == "conflict")
+
+    async def settled() -> bool:
+        return sum(len(_distinct(v)) for v in _group(reader.outcomes).values()) >= \
+            expected_events
+
+    await reader.wait_until(settled, 0 if missing else deadline_s)
+
+
+def provider_ledger(fleet: SimulatorFleet) -> dict[str, list[str]]:
+    """Our reference -> link ids at every provider (a key with links at two providers is
+    a duplicate too)."""
+    ledger: dict[str, list[str]] = {}
+    for refs in fleet.links_by_reference().values():
+        for ref, ids in refs.items():
+            ledger.setdefault(ref, []).extend(ids)
+    return ledger
+
+
 async def run(cfg: ChaosConfig, broker: Broker, fleet: SimulatorFleet,
               workdir: Path) -> Report:
     run_id = uuid.uuid4().hex[:8]
     rng = random.Random(cfg.seed)
     inputs = plan_inputs(cfg, run_id)
     await create_topics(broker.bootstrap_servers, cfg.partitions)
-    env = {"PAYOUT_SESSION_TIMEOUT_S": "6", "PAYOUT_READ_TIMEOUT_S": "1.5",
-           "PAYOUT_STANDBY_REPLICAS": str(cfg.standby_replicas),
-           "PAYOUT_FAULTS": POISON_FAULTS if cfg.poison else "",
-           "PAYOUT_UNRESOLVED_RETRY_S": "2", "PAYOUT_UNRESOLVED_RETRY_MAX_S": "10"}
-    env.update(fleet.worker_env())
-    env["PAYOUT_ROUTING"] = DEMO_ROUTING
+    env = worker_env(fleet, standby_replicas=cfg.standby_replicas,
+                     faults=POISON_FAULTS if cfg.poison else "")
     workers = [WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url="",
                              data_dir=workdir / f"worker-{i}", log_path=workdir / f"worker-{i}.log",
                              app_id=f"chaos-{run_id}", partitions=cfg.partitions, extra_env=env)
@@ -460,16 +520,7 @@ async def run(cfg: ChaosConfig, broker: Broker, fleet: SimulatorFleet,
                           len({i.answer_key for i in inputs}))
             await producing
             log.append("all inputs produced; waiting for outcomes")
-            missing = await reader.wait_for({i.answer_key for i in inputs}, cfg.deadline_s)
-            # let re-publications and conflicts (same keys, later events) land too
-            expected_events = len({i.answer_key for i in inputs if i.kind != "duplicate"}) + sum(
-                1 for i in inputs if i.kind == "conflict")
-
-            async def settled() -> bool:
-                return sum(len(_distinct(v)) for v in _group(reader.outcomes).values()) >= \
-                    expected_events
-
-            await reader.wait_until(settled, 0 if missing else cfg.deadline_s)
+            await await_outcomes(reader, inputs, cfg.deadline_s)
             stop.set()
             await supervisor
             outcomes = reader.outcomes
@@ -478,11 +529,7 @@ async def run(cfg: ChaosConfig, broker: Broker, fleet: SimulatorFleet,
         for w in workers:
             w.stop()
     by_provider = fleet.links_by_reference()
-    ledger: dict[str, list[str]] = {}
-    for refs in by_provider.values():  # a key with links at two providers is a duplicate too
-        for ref, ids in refs.items():
-            ledger.setdefault(ref, []).extend(ids)
-    report = check(inputs, outcomes, ledger, cfg.partitions)
+    report = check(inputs, outcomes, provider_ledger(fleet), cfg.partitions)
     report.answered_at_kills = kills_at
     mine = {link_reference(i.answer_key) for i in inputs}
     extra = {"workers SIGKILLed": sum(1 for line in log if line.startswith("kill")),
@@ -506,6 +553,9 @@ def _group(outcomes: Outcomes) -> dict[str, list[Mapping[str, Any]]]:
     return grouped
 
 
+PHASES = ("kills", "fencing", "outages")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=5000)
@@ -513,31 +563,76 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--produce-seconds", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help="comma-separated, of: kills (crashes, faults, poison; the "
+                             "requests/kills/workers options), fencing (two workers paused and "
+                             "cut off from Kafka), outages (Kafka 2 min, providers 5 min)")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the worker logs and data for a post-mortem")
     args = parser.parse_args(argv)
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown or not phases:
+        parser.error(f"--phases: unknown phase {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(PHASES)}")
     require_codecs("payout chaos")
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the Kafka outage is on purpose
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     cfg = ChaosConfig(requests=args.requests, kills=args.kills, workers=args.workers, seed=seed,
                       produce_seconds=args.produce_seconds or max(20.0, args.requests / 150))
-    print(f"starting chaos run: {cfg.requests} requests, {cfg.kills} kills, seed {seed}", flush=True)
+    print(f"starting chaos run: phases {', '.join(phases)}; {cfg.requests} requests, "
+          f"{cfg.kills} kills, seed {seed}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="payout-chaos-"))
+    verdicts: list[tuple[str, bool, str]] = []
     try:
-        with broker_from_environment(workdir / "kafka") as broker, SimulatorFleet(
+        with SimulatorFleet(
                 latency_ms=cfg.latency_ms, jitter_ms=cfg.jitter_ms,
                 faults={name: cfg.faults for name in PROVIDERS},
                 hang_ms=3000, seed=seed,
                 options={"cashfree": {"token_ttl_s": cfg.cashfree_token_ttl_s},
                          "revolut": {"honour_request_id": False}}) as fleet:
-            report = asyncio.run(run(cfg, broker, fleet, workdir))
+            verdicts = asyncio.run(_run_phases(phases, cfg, fleet, workdir, seed))
     finally:
         if args.keep_workdir:
             print(f"chaos workdir kept: {workdir}", flush=True)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if report.ok else 1
+    print()
+    for name, ok, line in verdicts:
+        print(f"{'PASS' if ok else 'FAIL'} {name}: {line}", flush=True)
+    return 0 if verdicts and all(ok for _, ok, _ in verdicts) else 1
+
+
+async def _run_phases(phases: list[str], cfg: ChaosConfig, fleet: SimulatorFleet,
+                      workdir: Path, seed: int) -> list[tuple[str, bool, str]]:
+    """Each phase on a broker of its own: the request topic's names are fixed, and a new
+    group reads it from the start, so a shared broker would feed one phase's requests
+    to the next. The simulators are shared: their ledgers are keyed by run."""
+    from streams.devkit.chaos_fencing import FencingChaos, run_fencing_phase
+    from streams.devkit.chaos_outages import OutageChaos, run_outage_phase
+
+    verdicts = []
+    if "kills" in phases:
+        print("\n== phase: kills, Kafka restart, provider faults, poison ==", flush=True)
+        with broker_from_environment(workdir / "kafka-kills") as broker:
+            report = await run(cfg, broker, fleet, workdir)
+        verdicts.append(("kills", report.ok, report.final_line()))
+    if "fencing" in phases:
+        print("\n== phase: two workers paused and cut off from Kafka ==", flush=True)
+        with broker_from_environment(workdir / "kafka-fencing", cuttable=True) as broker:
+            report, handovers = await run_fencing_phase(FencingChaos(seed=seed), broker, fleet,
+                                                        workdir)
+        verdicts.append(("fencing", report.ok, f"{report.final_line()}; {handovers.line()}"))
+    if "outages" in phases:
+        print("\n== phase: Kafka down 2 min, a provider refusing and one answering 503 "
+              "for 5 min ==", flush=True)
+        with broker_from_environment(workdir / "kafka-outages") as broker:
+            report, outage = await run_outage_phase(OutageChaos(seed=seed), broker, fleet,
+                                                    workdir)
+        verdicts.append(("outages", report.ok and not outage.broken_promises,
+                         f"{report.final_line()}; {outage.line()}"))
+    return verdicts
 
 
 if __name__ == "__main__":
