@@ -128,5 +128,36 @@ def test_one_event_id_with_different_content_is_caught() -> None:
     assert check(inputs, out, ledger).ok
     out.add(TOPICS.created, dict(first, url="https://rzp.io/i/other"))  # a second link's URL
     report = check(inputs, out, ledger)
-    assert report.clashing_ids == [first["event_id"]] and not report.ok
+    assert report.clashing_ids == [f"{first['event_id']} (url)"] and not report.ok
     assert "1 same-id different-content" in report.final_line()
+
+
+def test_the_outage_promises_allow_created_or_retries_exhausted_only() -> None:
+    from streams.devkit.chaos_outages import OutageChaos, judge
+
+    a, b, inputs = setup()
+    oc = OutageChaos(answering_503="razorpay", refusing="revolut")
+    out = Outcomes()
+    out.add(TOPICS.created, created(a, "poutlk_a"))
+    out.add(TOPICS.failed, events.failed_event(b, code="retries_exhausted", message="m",
+                                               field=None, connector="razorpay"))
+    verdict = judge(oc, inputs, out)
+    assert verdict.broken_promises == [] and verdict.by_provider["razorpay"] == {
+        "created": 1, "failed:retries_exhausted": 1}
+    out.add(TOPICS.failed, events.failed_event(b, code="insufficient_funds", message="m",
+                                               field=None, connector="razorpay",
+                                               discriminator="x"))
+    assert len(judge(oc, inputs, out).broken_promises) == 1
+
+
+def test_hand_overs_are_counted_per_link_from_the_worker_logs() -> None:
+    from streams.devkit.chaos_fencing import HandOvers
+
+    line = ("link m_1:p_{n} is in doubt on payout-link-requested/0, taken over 0.3 s ago: "
+            "waiting {w} s for the previous owner's last possible call to end\n")
+    logs = [line.format(n=1, w="8.0") + line.format(n=1, w="2.0"),
+            line.format(n=2, w="5.0") + "fenced: x\nrebalance: abandoned 3 pieces\n"]
+    found = HandOvers.from_logs(logs)
+    assert (found.links, found.waits_s, found.fenced, found.abandoned_at_rebalance) == (
+        2, [8.0, 2.0, 5.0], 1, 1)
+    assert "2 in-doubt links handed over, 3 hand-over waits (max 8.0 s, mean 5.0 s)" in found.line()
