@@ -89,6 +89,8 @@ class TcpProxy:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
             self._runner = None
+            if not thread.is_alive():
+                loop.close()
 
     def __enter__(self) -> TcpProxy:
         return self.start()
@@ -117,11 +119,13 @@ class TcpProxy:
         if mode == "blackhole":
             self._resume.clear()
             return
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        # Reset first: from Python 3.12, wait_closed() also waits for accepted connections.
         self._drop_connections(reset=True)
+        if server is not None:
+            await server.wait_closed()
 
     async def _restore(self) -> None:
         assert self._resume is not None

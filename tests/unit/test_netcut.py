@@ -37,6 +37,11 @@ async def test_forwards_both_ways_and_counts(echo: int) -> None:
     with TcpProxy("127.0.0.1", echo) as proxy:
         assert await roundtrip(proxy.port, b"hello") == b"hello"
         assert proxy.accepted == 1 and proxy.bytes_up == 5
+        deadline = asyncio.get_running_loop().time() + 5
+        while proxy.bytes_down < 5:  # counted after the echo is written on, so poll
+            assert asyncio.get_running_loop().time() < deadline, proxy.bytes_down
+            await asyncio.sleep(0.01)
+        assert proxy.bytes_down == 5
         assert proxy.address == f"127.0.0.1:{proxy.port}"
 
 
@@ -61,7 +66,15 @@ async def test_a_blackhole_holds_old_and_new_connections_silent_until_restored(e
 async def test_refuse_closes_the_port_and_restore_reopens_the_same_one(echo: int) -> None:
     with TcpProxy("127.0.0.1", echo) as proxy:
         port = proxy.port
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"a")
+        assert await asyncio.wait_for(r.readexactly(1), 5) == b"a"
         await asyncio.to_thread(proxy.cut, "refuse")
+        try:  # the open connection is reset, not left hanging
+            assert await asyncio.wait_for(r.read(), 5) == b""
+        except ConnectionResetError:
+            pass
+        w.close()
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", port)
         await asyncio.to_thread(proxy.restore)
