@@ -41,6 +41,9 @@ from streams.unresolved import UnresolvedEntry, parked
 log = logging.getLogger(__name__)
 
 
+POISON_DETAIL = "it stopped the worker, and an isolated run of it did too"
+
+
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= 300 else text[:300] + "…"
@@ -94,7 +97,10 @@ class RequestProcessor:
                 log.error("%s crashed this worker before, and an isolated run of it died too "
                           "(%s, stage %s): routing it without handling it", once, verdict.detail,
                           verdict.stage.name.lower() if verdict.stage else "?")
-                await self._submit_poison(event, source, once, verdict.stage, verdict.detail)
+                # The published detail is the same whichever run judged it (the first
+                # isolated run, or a restart that finds it judged before): a redelivered
+                # record's failure is re-published with one content under its id.
+                await self._submit_poison(event, source, once, verdict.stage, POISON_DETAIL)
                 return
             log.warning("%s was in the risky step when this worker last died, but an isolated "
                         "run survived it (%s): handling it as usual", once, verdict.detail)
