@@ -84,8 +84,9 @@ async def drain(p: RequestProcessor) -> None:
 
 def record_for(request: dict[str, Any], offset: int = 0) -> FakeEvent:
     key = key_of(request)
+    # A Kafka record always has a timestamp; outcomes about one record are dated by it.
     return FakeEvent(FakeMessage(REQUESTED, home_partition(key.decode(), PARTITIONS), offset, key,
-                                 orjson.dumps(request)), [])
+                                 orjson.dumps(request), timestamp=1_795_348_607.306), [])
 
 
 async def feed(p: RequestProcessor, *records: FakeEvent) -> None:
