@@ -20,8 +20,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.devkit.harness import stop_consuming
+from streams.devkit.runinfo import proc_cpu_seconds
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -34,17 +34,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 # ------------------------------------------------------------------------ /proc sampling
-
-
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (all its threads), in seconds."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def proc_memory_kb(pid: int) -> tuple[int, int] | None:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from streams.devkit.harness import REPO_ROOT
+from streams.devkit.runinfo import git_commit  # noqa: F401  (bench.run: report.git_commit)
 
 
 def machine() -> dict[str, Any]:
@@ -29,18 +29,6 @@ def machine() -> dict[str, Any]:
         pass
     return {"nproc": os.cpu_count(), "cpu": model, "ram_gb": ram_gb,
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
-        return (sha or "unknown") + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _f(x: Any, fmt: str = "{:.0f}") -> str:

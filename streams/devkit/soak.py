@@ -109,6 +109,7 @@ from streams.devkit.harness import (
     outcome_key,
     stop_consuming,
 )
+from streams.devkit.runinfo import CLK_TCK, git_commit, proc_cpu_seconds
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import key_of
 from streams.preflight import require_codecs
@@ -454,19 +455,6 @@ def proc_hwm_kb(pid: int) -> int | None:
     return None
 
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_s(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def tree_cpu_s(root: int) -> float:
@@ -783,7 +771,7 @@ class Soak:
             key = key_of(request)
             items.append(Input("valid", key, orjson.dumps(request), key.decode()))
         say(f"probe: {count} requests as fast as possible")
-        cpu0, began = proc_cpu_s(self.worker.pid), time.monotonic()
+        cpu0, began = proc_cpu_seconds(self.worker.pid), time.monotonic()
         pending: list[asyncio.Future[Any]] = []
         for item in items:
             await self._send(producer, item, True, pending)
@@ -797,7 +785,7 @@ class Soak:
                               f"{self.worker.log_tail(15)})")
         span = max(arrivals) - began
         drain, steady = probe_rates(began, arrivals)
-        cpu1 = proc_cpu_s(self.worker.pid)
+        cpu1 = proc_cpu_seconds(self.worker.pid)
         cpu = 100 * (cpu1 - cpu0) / span if cpu0 is not None and cpu1 is not None else None
         say(f"probe: {len(arrivals)}/{count} answered in {span:.1f} s: max {drain:.0f} links/s "
             f"(first send to last outcome; {steady or 0:.0f}/s between the 10th and 90th "
@@ -866,7 +854,7 @@ class Soak:
         checkpoints: list[RssCheckpoint] = []
         done_kills: list[float] = []
         disruptions: list[float] = []
-        cpu_mark: tuple[int | None, float | None] = (self.worker.pid, proc_cpu_s(self.worker.pid))
+        cpu_mark: tuple[int | None, float | None] = (self.worker.pid, proc_cpu_seconds(self.worker.pid))
         cpu_used = 0.0
         next_minute, next_kill = 1, 0
         drained_s: float | None = None
@@ -882,7 +870,7 @@ class Soak:
                     m = minutes[next_minute - 1]
                     m.max_in_flight = max(m.max_in_flight, in_flight)
                 # the worker's CPU, across restarts (per pid)
-                pid, cpu = self.worker.pid, proc_cpu_s(self.worker.pid)
+                pid, cpu = self.worker.pid, proc_cpu_seconds(self.worker.pid)
                 if pid == cpu_mark[0] and cpu is not None and cpu_mark[1] is not None:
                     cpu_used += cpu - cpu_mark[1]
                 cpu_mark = (pid, cpu)
@@ -1011,18 +999,6 @@ def clock(t: float) -> str:
 
 def say(*parts: Any) -> None:
     print(time.strftime("%H:%M:%S"), *parts, flush=True)
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
-        return (sha or "unknown") + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def machine() -> str:
