@@ -153,8 +153,13 @@ class DeliveryGuard:
 
     def __init__(self, consumer: ConsumerT, topics: Iterable[str], probe: GapProbe,
                  *, stall_after_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
-                 injected_loss: InjectedLoss | None = None) -> None:
+                 injected_loss: InjectedLoss | None = None,
+                 settled: Callable[[], bool] = lambda: True) -> None:
         self._consumer = consumer
+        # False while a rebalance and its table recovery are under way: Faust keeps the
+        # request partitions paused until the link table is recovered, and a record
+        # handled before then finds no record of a link the previous owner created.
+        self._settled = settled
         self._topics = frozenset(topics)
         self._probe = probe
         self._cursors: dict[TP, PartitionCursor] = {}
@@ -218,6 +223,11 @@ class DeliveryGuard:
         while the agent as a whole is starving: when it is busy, they may simply be
         queued behind other partitions'. One not even fetched is suspected either way.
         """
+        if not self._settled():
+            # Faust paused the partitions until their tables are recovered: resuming or
+            # seeking one now would hand records over before the table knows them. The
+            # timers start once the rebalance has ended (reset() cleared them).
+            return
         now = self._clock()
         starving = now - self._last_admitted_at >= self._stall_after_s
         # A partition this worker took over but that never handed a record over is

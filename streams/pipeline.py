@@ -139,7 +139,8 @@ class RequestPipeline(Service):
         guard_acks(app.consumer, REQUEST_TOPICS)
         self._probe = BrokerGapProbe(settings.bootstrap_servers)
         self.delivery = DeliveryGuard(app.consumer, REQUEST_TOPICS, self._probe,
-                                      injected_loss=InjectedLoss(settings.fault_lose_deliveries))
+                                      injected_loss=InjectedLoss(settings.fault_lose_deliveries),
+                                      settled=lambda: not app.rebalancing)
         # Faust calls it as (app, revoked, signal=...); the stub wants a *args receiver.
         app.on_partitions_revoked.connect(self._ownership_changed)  # type: ignore[arg-type]
         app.track_in_flight(self.processor.in_flight)  # a stop drains or abandons it
@@ -185,6 +186,8 @@ class RequestPipeline(Service):
         """Each tick: rewind fenced partitions that are provably ours again, then the
         delivery guard's own watch."""
         assert self.delivery is not None
+        if app.rebalancing:  # partitions paused until the tables are recovered: wait
+            return
         for tp in sorted(self._fenced_partitions):
             if tp not in app.consumer.assignment():
                 self._fenced_partitions.discard(tp)  # not ours: the next owner reads it

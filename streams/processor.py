@@ -195,6 +195,9 @@ class RequestProcessor:
         record: lifecycle.LinkRecord | None = None
         try:
             require_ownership()
+            if self.links.unrecovered is not None:  # the worker is crashing: touch nothing
+                raise Fenced(ownership.current_partition(), "the link table could not be "
+                             f"recovered ({self.links.unrecovered!r})")
             raw = self.links.get(valid.key)
             record = lifecycle.LinkRecord.from_bytes(raw) if raw is not None else None
             await self._handle(valid, source, record, progress)

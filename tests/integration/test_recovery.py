@@ -7,10 +7,12 @@ from collections import Counter
 import orjson
 import pytest
 
+from streams import events, lifecycle
 from streams.connectors.base import link_reference
 from streams.devkit.harness import TOPICS, OutcomeReader, produce
 from streams.devkit.traffic import key_of, valid_request
-from tests.integration.conftest import new_worker
+from streams.partitioning import home_partition
+from tests.integration.conftest import PARTITIONS, new_worker
 
 pytestmark = pytest.mark.integration
 DEADLINE_S = 120
@@ -89,3 +91,63 @@ async def test_worker_killed_mid_flight_resumes_without_duplicate_links(broker, 
         assert {e["event_type"] for e in outcomes[key]} == {TOPICS.created}
         assert len({e["event_id"] for e in outcomes[key]}) == 1, key
     assert provider_links(simulator, keys) == Counter({k: 1 for k in keys})
+
+
+async def test_recovery_reads_another_owners_records_between_this_workers_writes(
+        broker, simulator, tmp_path, run_id) -> None:
+    """Chaos seed 190594487: a paused worker's late table write landed after the records
+    the new owner wrote meanwhile; Faust moved the paused worker's persisted offset to
+    its own write, so when the partition came back, recovery started past the new
+    owner's records and the worker created those links a second time.
+
+    Here the other owner's record is written straight into the changelog between two
+    of the worker's own writes; after a restart, its link must be found, not created.
+    """
+    app_id = f"interleaved-{run_id}"
+    worker = new_worker(broker, simulator, tmp_path, app_id=app_id)
+    candidates = [valid_request(n, run=run_id) for n in range(64)]
+    partition = home_partition(key_of(candidates[0]).decode(), PARTITIONS)
+    # Three links whose records share one changelog partition.
+    before, elsewhere, after = [r for r in candidates
+                                if home_partition(key_of(r).decode(), PARTITIONS) == partition][:3]
+    keys = {name: key_of(r).decode() for name, r in
+            (("before", before), ("elsewhere", elsewhere), ("after", after))}
+    other_owners_outcome = events.created_event(
+        elsewhere, connector="razorpay", connector_payout_id="plink_OtherOwner01",
+        url="https://rzp.io/i/other-owner", payout_status="issued",
+        connector_status="issued", reference=link_reference(keys["elsewhere"]),
+        expires_at=None)
+    other_owners_record = lifecycle.LinkRecord(
+        link_key=keys["elsewhere"], status=lifecycle.LinkStatus.CREATED,
+        fingerprint=events.request_fingerprint(elsewhere), connector="razorpay",
+        reference=link_reference(keys["elsewhere"]),
+        source=lifecycle.SourceOffset(TOPICS.requested, partition, 0),
+        outcome=other_owners_outcome, outcome_published=True, provider_calls=1,
+        owner_epoch=1_000)
+    changelog = f"{app_id}-payout-links-changelog"
+
+    async def send(request: dict) -> None:
+        await produce(broker.bootstrap_servers, [(key_of(request), orjson.dumps(request))])
+
+    try:
+        worker.start()
+        async with OutcomeReader(broker.bootstrap_servers) as reader:
+            await send(before)
+            assert await reader.wait_for([keys["before"]], DEADLINE_S) == set()
+            await produce(broker.bootstrap_servers,
+                          # Faust's table keys are JSON strings in the changelog.
+                          [(orjson.dumps(keys["elsewhere"]), other_owners_record.to_bytes(1_000))],
+                          topic=changelog, partition_of=lambda _key: partition)
+            await send(after)  # this worker's write lands after the other owner's
+            assert await reader.wait_for([keys["after"]], DEADLINE_S) == set()
+
+            worker.stop()
+            worker.start()  # the same local store: recovery starts at its persisted offset
+            await send(elsewhere)
+            assert await reader.wait_for([keys["elsewhere"]], DEADLINE_S) == set()
+            told = reader.outcomes.for_key(keys["elsewhere"])
+    finally:
+        worker.stop()
+    assert provider_links(simulator, [keys["elsewhere"]])[keys["elsewhere"]] == 0
+    assert [e["connector_payout_id"] for e in told] == ["plink_OtherOwner01"]
+    assert told[0] == other_owners_outcome

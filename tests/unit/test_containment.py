@@ -32,6 +32,8 @@ REQUESTED = "payout-link-requested"
 
 
 class FakeTable(dict):
+    unrecovered: BaseException | None = None
+
     async def put_durably(self, key: str, value: bytes) -> None:
         self[key] = value
 
@@ -397,3 +399,15 @@ async def test_a_fenced_link_is_neither_failed_nor_parked_and_stays_creating() -
     assert dict(unresolved) == {}
     [raw] = links.values()
     assert lifecycle.LinkRecord.from_bytes(raw).status is lifecycle.LinkStatus.CREATING
+
+
+async def test_nothing_is_decided_from_a_table_that_could_not_be_recovered() -> None:
+    """Faust's recovery logs a changelog it could not apply and declares the table
+    recovered without the records after it; a link the table does not know would be
+    created again. The worker is crashing by then: its work is abandoned, unacked."""
+    settler = FakeSettler()
+    p, topics, links, unresolved = build(settler)
+    links.unrecovered = ValueError("a changelog record that does not decode")
+    await feed(p, record_for(valid(1)))
+    assert settler.calls == [] and dict(links) == {} and dict(unresolved) == {}
+    assert all(t.sent == [] for t in topics.values())

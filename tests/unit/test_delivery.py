@@ -273,3 +273,27 @@ async def test_a_taken_over_partition_is_fetched_again_while_others_keep_the_age
     await guard.watch()
     assert (other, 40) in consumer.sought and other in consumer.resumed
     assert all(tp == other for tp, _ in consumer.sought)  # the busy one is left alone
+
+
+async def test_nothing_is_resumed_or_sought_while_the_tables_are_recovering() -> None:
+    """Faust keeps a taken-over partition paused until its link table is recovered; a
+    record handled before then finds no record of a link the previous owner created.
+    The watchdog waits for the rebalance to end, and its stall timer starts then."""
+    other = TP("payout-link-requested", 5)
+    consumer = FakeConsumer(committed={other: 40}, positions={other: 40},
+                            extra_assigned={other}, ends={other: 52})
+    now = [100.0]
+    recovering = [True]
+    guard = DeliveryGuard(consumer, ["payout-link-requested"],  # type: ignore[arg-type]
+                          FakeProbe(deliverable=set(range(40, 52))), stall_after_s=5.0,
+                          clock=lambda: now[0], settled=lambda: not recovering[0])
+    for _ in range(5):  # a long recovery: far past the stall bound
+        await guard.watch()
+        now[0] += 6.0
+    assert consumer.sought == [] and consumer.resumed == set()
+    recovering[0] = False
+    await guard.watch()  # the timer starts now, not at the assignment
+    assert consumer.sought == []
+    now[0] += 6.0
+    await guard.watch()
+    assert (other, 40) in consumer.sought and other in consumer.resumed

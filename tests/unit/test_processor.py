@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from faust.types import TP
 
 from streams import events
 from streams.config import load_settings
@@ -28,8 +29,8 @@ class FakeMessage:
     timestamp: float = 0.0
 
     @property
-    def tp(self) -> tuple[str, int]:
-        return (self.topic, self.partition)
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
 
 
 @dataclass
