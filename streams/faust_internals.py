@@ -258,6 +258,7 @@ class GuardedChangelogTable(AwaitableWritesTable):
     #: without the records after it. The worker crashes; until it has, nothing may be
     #: decided from this table (the processor checks this before every read).
     unrecovered: BaseException | None = None
+    _crashing: asyncio.Task[None] | None = None
 
     def apply_changelog_batch(self, batch: Any) -> None:
         try:
@@ -272,8 +273,8 @@ class GuardedChangelogTable(AwaitableWritesTable):
                     loop = asyncio.get_running_loop()
                 except RuntimeError:  # not in a worker: the raise below is all there is
                     loop = None
-                if loop is not None:
-                    loop.create_task(self.app.crash(exc))
+                if loop is not None:  # kept: an unreferenced task may be collected
+                    self._crashing = loop.create_task(self.app.crash(exc))
             raise
 
     def _apply_guarded(self, batch: Any) -> None:

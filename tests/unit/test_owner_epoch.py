@@ -190,3 +190,18 @@ def test_a_changelog_batch_that_cannot_be_applied_marks_the_table_unrecovered(ta
     with pytest.raises(ValueError):  # orjson's decode error is a ValueError
         guarded.apply_changelog_batch(batch(0, b"not a link record"))
     assert guarded.unrecovered is not None
+
+
+async def test_in_a_worker_a_changelog_that_cannot_be_applied_crashes_it(tables) -> None:
+    guarded, _ = tables
+    crashed: list[BaseException] = []
+
+    async def crash(reason: BaseException) -> None:
+        crashed.append(reason)
+
+    guarded.app.crash = crash
+    for _ in range(2):  # once: the first failure is the one reported
+        with pytest.raises(ValueError):
+            guarded.apply_changelog_batch(batch(0, b"not a link record"))
+    await guarded._crashing
+    assert len(crashed) == 1 and crashed[0] is guarded.unrecovered
