@@ -11,7 +11,7 @@ from faust.types.tuples import PendingMessage
 
 from streams import lifecycle, ownership
 from streams.config import Settings, load_settings
-from streams.faust_internals import GuardedChangelogTable
+from streams.faust_internals import GuardedChangelogTable, RecoverableTable
 from streams.partitioning import kafka_default_partitioner
 from streams.preflight import compression_type
 from streams.shutdown import BoundedShutdownApp, PayoutWorker, ShutdownBounds
@@ -144,7 +144,7 @@ links = cast(LinkTable, app.tables.add(LinkTable(
     },
 )))
 
-unresolved = cast("faust.Table[str, bytes]", app.tables.add(faust.Table(
+unresolved = cast("faust.Table[str, bytes]", app.tables.add(RecoverableTable(
     app,
     name="payout-links-unresolved",
     beacon=app.tables.beacon,

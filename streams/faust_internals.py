@@ -204,7 +204,89 @@ def on_coordinator_round_trip(consumer: ConsumerT, accepted: Callable[[float], N
 # --- the table and the producer --------------------------------------------------------
 
 
-class AwaitableWritesTable(faust.Table[Any, Any]):
+class RecoverableTable(faust.Table[Any, Any]):
+    """A table whose recovery never starts past, or stops short of, a changelog record.
+
+    Two Faust behaviours would let a recovered table miss records, and a link the table
+    does not know is created again:
+
+    * Faust moves a partition's *persisted offset* (where its next recovery starts) to
+      each of this worker's own acknowledged writes, as if it knew everything below.
+      That holds only while it is the one writer. A worker paused past its lease can
+      still flush a write *after* the new owner's; its ack moved its persisted offset
+      past records it never read, and when the partition came back to it, recovery
+      skipped them (measured: chaos seed 190594487, 11 second links). Here the
+      persisted offset moves only from ``n`` to ``n + 1``: a non-transactional
+      changelog's offsets are consecutive, so that write proves nothing lies between;
+      any other leaves it, and the next recovery reads what came between.
+    * Faust's recovery logs a batch it cannot apply as a warning and declares the
+      table recovered all the same, without the records after it. Here the table
+      records why (:attr:`unrecovered`) and crashes the worker; until it has, nothing
+      may be decided from it (the processor checks before every read).
+
+    Reaches: ``Table._on_changelog_sent`` (overridden; Faust's own moves the persisted
+    offset to every ack), ``Store.persisted_offset`` / ``set_persisted_offset``, and
+    ``Collection.apply_changelog_batch`` (overridden, calling Faust's). If Faust stops
+    calling ``_on_changelog_sent`` for an ack, its own update comes back and a recovery
+    may skip another owner's records; a missing name stops the worker at start
+    (:func:`check_versions`).
+    """
+
+    unrecovered: BaseException | None = None
+    interleaved_writes = 0  # own writes that landed after records this worker never read
+    _crashing: asyncio.Task[None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Partitions whose persisted offset stays behind this worker's own writes
+        # until a recovery reads them again: the warning is said once for each.
+        self._behind: set[TP] = set()
+
+    def apply_changelog_batch(self, batch: Any) -> None:
+        try:
+            self._apply(batch)
+        except Exception as exc:
+            self._unrecoverable(exc)
+            raise
+        for tp in {event.message.tp for event in batch}:
+            self._behind.discard(tp)
+
+    def _apply(self, batch: Any) -> None:
+        super().apply_changelog_batch(batch)
+
+    def _unrecoverable(self, exc: Exception) -> None:
+        if self.unrecovered is not None:
+            return
+        self.unrecovered = exc
+        log.critical("the changelog of table %s could not be applied (%r): the table "
+                     "would miss records, and links could be created twice; the worker "
+                     "stops", self.name, exc)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in a worker: the caller's raise is all there is
+            return
+        # Kept: an unreferenced task may be garbage-collected before it runs.
+        self._crashing = loop.create_task(self.app.crash(exc))
+
+    def _on_changelog_sent(self, fut: Any) -> None:
+        metadata = fut.result()
+        tp, offset = metadata.topic_partition, metadata.offset
+        store: Any = self.data
+        persisted = store.persisted_offset(tp)
+        if offset == (-1 if persisted is None else persisted) + 1:
+            store.set_persisted_offset(tp, offset)
+        elif persisted is None or offset > persisted:
+            self.interleaved_writes += 1
+            if tp in self._behind:
+                return  # said once per partition until a recovery reads it again
+            self._behind.add(tp)
+            log.warning("%s[%d]: this worker's write landed at offset %d, but it has read "
+                        "the changelog only up to %s: another writer came between; the "
+                        "next recovery reads from there", tp.topic, tp.partition, offset,
+                        "its start" if persisted is None else persisted)
+
+
+class AwaitableWritesTable(RecoverableTable):
     """A table whose last write can be awaited until the changelog holds it.
 
     The ``creating`` record must be durable *before* a provider call, or a crash could
@@ -238,46 +320,19 @@ class GuardedChangelogTable(AwaitableWritesTable):
     here the owner epoch) decides per record whether it may replace the stored value;
     refused records are skipped, but their offsets still count as applied.
 
-    Reaches: ``Collection.apply_changelog_batch`` (overridden; what Faust's recovery
-    and standby replicas call per batch), ``Store._db_for_partition`` (the RocksDB of
-    one partition, to read a stored value by raw key while no event is current),
-    ``Store.persisted_offset`` / ``set_persisted_offset``, and ``Table._on_changelog_sent``
-    (overridden: the persisted offset moves only over records this worker has seen).
-    If recovery stops calling ``apply_changelog_batch``, stale writes apply again in log
-    order (the fencing around every write still stands); if Faust stops calling
-    ``_on_changelog_sent`` for a write's ack, its own persisted-offset update comes
-    back and recovery may skip another owner's records; a missing name stops the
-    worker at start (:func:`check_versions`).
+    Reaches: ``Store.apply_changelog_batch`` (called instead of Faust's
+    ``Collection.apply_changelog_batch``, what recovery and standby replicas call per
+    batch) and ``Store._db_for_partition`` (the RocksDB of one partition, to read a
+    stored value by raw key while no event is current). If recovery stops calling
+    ``apply_changelog_batch``, stale writes apply again in log order (the fencing
+    around every write still stands); a missing name stops the worker at start
+    (:func:`check_versions`).
     """
 
     def keeps(self, stored: bytes | None, incoming: bytes) -> bool:
         return True
 
-    #: Why the table could not apply its changelog, once it could not: Faust's recovery
-    #: logs such an error as a warning and declares the table recovered all the same,
-    #: without the records after it. The worker crashes; until it has, nothing may be
-    #: decided from this table (the processor checks this before every read).
-    unrecovered: BaseException | None = None
-    _crashing: asyncio.Task[None] | None = None
-
-    def apply_changelog_batch(self, batch: Any) -> None:
-        try:
-            self._apply_guarded(batch)
-        except Exception as exc:
-            if self.unrecovered is None:
-                self.unrecovered = exc
-                log.critical("the changelog of table %s could not be applied (%r): the "
-                             "table would miss records, and links would be created twice; "
-                             "the worker stops", self.name, exc)
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:  # not in a worker: the raise below is all there is
-                    loop = None
-                if loop is not None:  # kept: an unreferenced task may be collected
-                    self._crashing = loop.create_task(self.app.crash(exc))
-            raise
-
-    def _apply_guarded(self, batch: Any) -> None:
+    def _apply(self, batch: Any) -> None:
         store: Any = self.data
         accepted: dict[tuple[int, bytes], bytes | None] = {}
         offsets: dict[TP, int] = {}
@@ -297,36 +352,6 @@ class GuardedChangelogTable(AwaitableWritesTable):
         store.apply_changelog_batch(kept, to_key=self._to_key, to_value=self._to_value)
         for tp, offset in offsets.items():  # what was refused was read all the same
             store.set_persisted_offset(tp, offset)
-
-    def _on_changelog_sent(self, fut: Any) -> None:
-        """Move the partition's persisted offset to this write only if nothing is missed.
-
-        Faust sets it to the offset of each of this worker's own acknowledged writes:
-        the next recovery reads the changelog from there, as if this worker knew
-        everything below. That holds only while it is the one writer. A worker paused
-        past its lease can still flush a write *after* the new owner's writes; its ack
-        then moved its persisted offset past records it never read, and when the
-        partition came back to it, recovery skipped them: it found no record of links
-        the other owner had created, and created them again (measured: chaos seed
-        190594487, 11 second links). Offsets in a partition are consecutive (the
-        changelog is not transactional), so a write at ``persisted + 1`` proves nothing
-        lies between; any other leaves the persisted offset where it is, and the next
-        recovery reads what came between.
-        """
-        metadata = fut.result()
-        tp, offset = metadata.topic_partition, metadata.offset
-        store: Any = self.data
-        persisted = store.persisted_offset(tp)
-        if offset == (-1 if persisted is None else persisted) + 1:
-            store.set_persisted_offset(tp, offset)
-        elif persisted is None or offset > persisted:
-            self.interleaved_writes += 1
-            log.warning("%s[%d]: this worker's write landed at offset %d, but it has read "
-                        "the changelog only up to %s: another writer came between; the "
-                        "next recovery reads from there", tp.topic, tp.partition, offset,
-                        "its start" if persisted is None else persisted)
-
-    interleaved_writes = 0  # own writes that landed after records this worker never read
 
 
 def set_changelog_buffer_limit(app: AppT, max_messages: int) -> None:
@@ -483,11 +508,13 @@ REACHES: tuple[Reach, ...] = (
     Reach("faust:Table", "on_key_set", "AwaitableWritesTable"),
     Reach("faust:Table", "send_changelog", "AwaitableWritesTable"),
     Reach("faust:Table", "partition_for_key", "AwaitableWritesTable"),
-    Reach("faust:Table", "apply_changelog_batch", "GuardedChangelogTable"),
+    Reach("faust:Table", "apply_changelog_batch", "RecoverableTable"),
+    Reach("faust:Table", "_on_changelog_sent", "RecoverableTable"),
+    Reach("faust.stores.rocksdb:Store", "persisted_offset", "RecoverableTable"),
+    Reach("faust.stores.rocksdb:Store", "set_persisted_offset",
+          "RecoverableTable, GuardedChangelogTable"),
+    Reach("faust.stores.rocksdb:Store", "apply_changelog_batch", "GuardedChangelogTable"),
     Reach("faust.stores.rocksdb:Store", "_db_for_partition", "GuardedChangelogTable"),
-    Reach("faust.stores.rocksdb:Store", "set_persisted_offset", "GuardedChangelogTable"),
-    Reach("faust.stores.rocksdb:Store", "persisted_offset", "GuardedChangelogTable"),
-    Reach("faust:Table", "_on_changelog_sent", "GuardedChangelogTable"),
     Reach("faust.transport.drivers.aiokafka:Producer", "buffer",
           "set_changelog_buffer_limit", "instance"),
     Reach("faust.transport.producer:ProducerBuffer", "max_messages",
