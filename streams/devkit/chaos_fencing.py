@@ -100,7 +100,7 @@ class HandOvers:
 
 def _configure(fleet: SimulatorFleet, **patch: Any) -> None:
     for sim in fleet.by_provider.values():
-        sim.configure(**patch)  # type: ignore[attr-defined]  # each simulator's own knob API
+        sim.configure(**patch)
 
 
 async def _disrupt(pc: FencingChaos, broker: Broker, workers: list[WorkerProcess],

@@ -126,7 +126,7 @@ async def run_outage_phase(oc: OutageChaos, broker: Broker, fleet: SimulatorFlee
     inputs = plan_inputs(ChaosConfig(requests=oc.requests, poison=0, seed=oc.seed), run_id)
     await create_topics(broker.bootstrap_servers, oc.partitions)
     for sim in fleet.by_provider.values():  # only the outages below: nothing else fails
-        sim.configure(latency_ms=40.0, jitter_ms=20.0, error_5xx=0.0,  # type: ignore[attr-defined]
+        sim.configure(latency_ms=40.0, jitter_ms=20.0, error_5xx=0.0,
                       throttle_429=0.0, lost_after_create=0.0, timeout_before_create=0.0)
     proxy, refusing_url = _refusing_proxy(fleet, oc.refusing)
     env = worker_env(fleet) | {PROVIDERS[oc.refusing].base_url_env: refusing_url}
@@ -151,7 +151,7 @@ async def run_outage_phase(oc: OutageChaos, broker: Broker, fleet: SimulatorFlee
                 await asyncio.sleep(max(0.0, t0 + offset_s - time.monotonic()))  # the schedule
 
             await at(oc.provider_outage_at_s)
-            await asyncio.to_thread(answering.configure, outage_status=503)  # type: ignore[attr-defined]
+            await asyncio.to_thread(answering.configure, outage_status=503)
             proxy.cut("refuse")
             log.append(f"{oc.answering_503} answers 503 and {oc.refusing} refuses connections "
                        f"for {oc.provider_outage_s:.0f} s")
@@ -163,7 +163,7 @@ async def run_outage_phase(oc: OutageChaos, broker: Broker, fleet: SimulatorFlee
             await asyncio.to_thread(broker.start)
             log.append("kafka started")
             await at(oc.provider_outage_at_s + oc.provider_outage_s)
-            await asyncio.to_thread(answering.configure, outage_status=0)  # type: ignore[attr-defined]
+            await asyncio.to_thread(answering.configure, outage_status=0)
             proxy.restore()
             log.append("both providers answer again")
             await producing
@@ -177,7 +177,7 @@ async def run_outage_phase(oc: OutageChaos, broker: Broker, fleet: SimulatorFlee
         worker.stop()
         proxy.stop()
         try:
-            answering.configure(outage_status=0)  # type: ignore[attr-defined]
+            answering.configure(outage_status=0)
         except Exception:  # the simulator may be gone already; it is stopped by its owner
             pass
     report = check(inputs, outcomes, provider_ledger(fleet), oc.partitions)

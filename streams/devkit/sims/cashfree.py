@@ -1378,6 +1378,7 @@ class CashfreeSimulatorProcess(SimulatorProcess):
     (never argv); any :class:`CashfreeSimConfig` key can be given in ``config``.
     """
 
+    control_prefix = SIM_PREFIX
     health_path = SIM_PREFIX + "/health"
 
     def __init__(
@@ -1404,10 +1405,6 @@ class CashfreeSimulatorProcess(SimulatorProcess):
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", SIM_PREFIX + "/stats")
-
-    def configure(self, **patch: Any) -> dict[str, Any]:
-        """Change behaviour at runtime, e.g. ``configure(lost_after_create=0.1, token_ttl_s=5)``."""
-        return self._call("POST", SIM_PREFIX + "/config", patch)
 
     def reset(self, *, config: bool = False, tokens: bool = False) -> None:
         self._call("POST", SIM_PREFIX + "/reset", {"config": config, "tokens": tokens})

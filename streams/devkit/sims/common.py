@@ -91,7 +91,8 @@ class SimulatorProcess:
     ``health_path`` (under its own control prefix), and reads its own ledger.
     """
 
-    health_path = "/_sim/health"  # each provider's simulator names its own control prefix
+    control_prefix = "/_sim"  # each provider's simulator names its own control prefix
+    health_path = "/_sim/health"
 
     def __init__(
         self,
@@ -201,6 +202,11 @@ class SimulatorProcess:
                 raise ValueError(orjson.loads(exc.read()).get("error", "rejected")) from None
             raise
         return result
+
+    def configure(self, **patch: Any) -> dict[str, Any]:
+        """Change behaviour at runtime, e.g. ``configure(error_5xx=0.1, latency_ms=50)``;
+        a patch the simulator refuses raises ValueError naming why."""
+        return self._call("POST", self.control_prefix + "/config", patch)
 
     def stats(self) -> dict[str, Any]:
         """The simulator's request, status, fault and event counters."""

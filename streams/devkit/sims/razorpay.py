@@ -1036,10 +1036,6 @@ class RazorpaySimulatorProcess(SimulatorProcess):
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/_sim/stats")
 
-    def configure(self, **patch: Any) -> dict[str, Any]:
-        """Change behaviour at runtime, e.g. ``configure(error_5xx=0.1, latency_ms=50)``."""
-        return self._call("POST", "/_sim/config", patch)
-
     def reset(self, *, config: bool = False) -> None:
         self._call("POST", "/_sim/reset", {"config": config})
 

@@ -1483,6 +1483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 class RevolutSimulatorProcess(SimulatorProcess):
     """The Revolut simulator as a child process; start/stop/URL handling is :class:`SimulatorProcess`'s."""
 
+    control_prefix = SIM_PREFIX
     health_path = SIM_PREFIX + "/health"
 
     def __init__(self, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
@@ -1505,9 +1506,6 @@ class RevolutSimulatorProcess(SimulatorProcess):
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", SIM_PREFIX + "/stats")
-
-    def configure(self, **patch: Any) -> dict[str, Any]:
-        return self._call("POST", SIM_PREFIX + "/config", patch)
 
     def revoke_tokens(self) -> dict[str, Any]:
         return self._call("POST", SIM_PREFIX + "/tokens/revoke", {"access_tokens": True})
