@@ -194,6 +194,11 @@ class DeliveryGuard:
         release_unacked(self._consumer, message)
         return False
 
+    def settled(self) -> bool:
+        """Whether no rebalance or table recovery is under way: only then may a
+        partition be resumed, sought or rewound."""
+        return self._settled()
+
     def reset(self) -> None:
         """Ownership changed: every partition starts again from its committed offset."""
         self._cursors.clear()
@@ -223,7 +228,7 @@ class DeliveryGuard:
         while the agent as a whole is starving: when it is busy, they may simply be
         queued behind other partitions'. One not even fetched is suspected either way.
         """
-        if not self._settled():
+        if not self.settled():
             # Faust paused the partitions until their tables are recovered: resuming or
             # seeking one now would hand records over before the table knows them. The
             # timers start once the rebalance has ended (reset() cleared them).

@@ -186,7 +186,7 @@ class RequestPipeline(Service):
         """Each tick: rewind fenced partitions that are provably ours again, then the
         delivery guard's own watch."""
         assert self.delivery is not None
-        if app.rebalancing:  # partitions paused until the tables are recovered: wait
+        if not self.delivery.settled():  # paused until the tables are recovered: wait
             return
         for tp in sorted(self._fenced_partitions):
             if tp not in app.consumer.assignment():
