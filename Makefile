@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint unit integration chaos bench soak worker clean
+.PHONY: install demo test lint proto unit integration chaos bench soak worker clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ chaos: install
 lint: $(VENV)/.installed
 	$(PY) -m ruff check streams tests bench
 	$(PY) -m mypy streams
+
+# Regenerate streams/connectors/prism/gen/ from proto/prism/*.proto with the pinned
+# grpcio-tools (deterministic: a second run changes nothing). `make test` fails while the
+# committed code is stale (tests/unit/test_prism_proto.py).
+proto: $(VENV)/.installed
+	$(PY) -m streams.devkit.protogen
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -ra tests/unit
