@@ -34,7 +34,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP, ConsumerT, EventT
 from mode import Service
 
-from streams.faust_internals import committed_offset, release_unacked, seek_without_wait
+from streams.faust_internals import (
+    committed_offset,
+    forget_gap_at,
+    release_unacked,
+    seek_without_wait,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +195,7 @@ class DeliveryGuard:
         if verdict is Verdict.PROCESS:
             self._last_admitted_at = now = self._clock()
             cursor.handed_over(offset, now)
+            forget_gap_at(self._consumer, tp, offset)  # acked by us, not by Faust's gap
             return True
         release_unacked(self._consumer, message)
         return False

@@ -1,11 +1,14 @@
 """No offset of a request partition may be skipped on its way to the processor."""
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
+from faust.transport.consumer import Consumer
 from faust.types import TP
+from intervaltree import IntervalTree
 
 from streams.delivery import DeliveryGuard, PartitionCursor, Verdict
 
@@ -39,6 +42,7 @@ class FakeConsumer:
     positions: dict = field(default_factory=dict)
     sought: list = field(default_factory=list)
     _unacked_messages: set = field(default_factory=set)
+    _gap: dict = field(default_factory=lambda: defaultdict(IntervalTree))
     extra_assigned: set = field(default_factory=set)
     ends: dict = field(default_factory=dict)
     resumed: set = field(default_factory=set)
@@ -297,3 +301,45 @@ async def test_nothing_is_resumed_or_sought_while_the_tables_are_recovering() ->
     now[0] += 6.0
     await guard.watch()
     assert (other, 40) in consumer.sought and other in consumer.resumed
+
+
+def _faust_commit_point(consumer: FakeConsumer, acked: list[int]) -> int | None:
+    """Where Faust's own commit logic (``Consumer._new_offset``) would commit ``REQ``,
+    given the offsets acked one by one and the gaps Faust recorded."""
+    book = SimpleNamespace(_acked={REQ: list(acked)}, _acked_index={REQ: set(acked)},
+                           _gap=consumer._gap, _committed_offset=consumer.committed)
+    return Consumer._new_offset(book, REQ)  # type: ignore[arg-type]
+
+
+async def test_after_a_seek_back_faust_commits_past_the_records_read_again() -> None:
+    """Faust saw offsets jump 100 -> 150 (it lost 101..149 before the agent) and took
+    101..150 for a hole, acked by itself. The guard seeks back and hands 101..150 over,
+    each acked. Measured in the soak: with the jump still counted, every offset was
+    acked twice, and the commit crept forward one offset per commit for good."""
+    control = FakeConsumer(committed={REQ: 101})
+    control._gap[REQ].addi(101, 151)  # as Faust's _add_gap(tp, 101, 150) records it
+    assert _faust_commit_point(control, list(range(101, 151))) == 102  # the creep
+
+    consumer = FakeConsumer(committed={REQ: 101})
+    consumer._gap[REQ].addi(101, 151)
+    g = guard(consumer, FakeProbe(set(range(200))))
+    assert await g.admit(event(101))
+    assert not await g.admit(event(150))  # the jump as the agent sees it: seek back
+    assert consumer.sought == [(REQ, 102)]
+    for offset in range(102, 151):
+        assert await g.admit(event(offset))
+    assert not consumer._gap[REQ]
+    assert _faust_commit_point(consumer, list(range(101, 151))) == 151
+
+
+async def test_a_hole_without_records_stays_faust_s_to_count() -> None:
+    """Offsets that hold no record (markers) stay in Faust's gap: they are acked by
+    no one else, and the commit must pass them."""
+    consumer = FakeConsumer(committed={REQ: 7})
+    consumer._gap[REQ].addi(8, 11)  # 8..10 hold markers; 11 is Faust's inclusive end
+    g = guard(consumer, FakeProbe({7, 11, 12}))
+    assert await g.admit(event(7))
+    assert await g.admit(event(11))
+    assert await g.admit(event(12))
+    assert sorted((i.begin, i.end) for i in consumer._gap[REQ]) == [(8, 11)]
+    assert _faust_commit_point(consumer, [7, 11, 12]) == 13

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import tomllib
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
+from intervaltree import IntervalTree
 
 from streams import faust_internals
 from streams.faust_internals import (
@@ -262,6 +264,7 @@ class ThreadedConsumer:
     def __init__(self) -> None:
         self._thread = FakeConsumerThread()
         self._read_offset: dict[TP, int | None] = {REQ: 90}
+        self._gap: dict[TP, IntervalTree] = defaultdict(IntervalTree)
 
 
 async def test_a_seek_runs_in_the_consumer_thread_and_moves_faust_s_read_offset() -> None:
@@ -273,6 +276,14 @@ async def test_a_seek_runs_in_the_consumer_thread_and_moves_faust_s_read_offset(
     assert consumer._read_offset[REQ] == 17
     await seek_without_wait(consumer, REQ, 0)  # type: ignore[arg-type]
     assert consumer._read_offset[REQ] is None  # as Faust's own seek records offset 0
+
+
+async def test_a_seek_back_forgets_the_holes_faust_recorded_from_there_on() -> None:
+    consumer = ThreadedConsumer()
+    consumer._gap[REQ].addi(5, 9)
+    consumer._gap[REQ].addi(20, 41)
+    await seek_without_wait(consumer, REQ, 30)  # type: ignore[arg-type]
+    assert sorted((i.begin, i.end) for i in consumer._gap[REQ]) == [(5, 9), (20, 30)]
 
 
 async def test_the_committed_offset_is_asked_of_the_broker_through_the_thread() -> None:
