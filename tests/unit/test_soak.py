@@ -381,3 +381,18 @@ def test_conclude_fails_on_loss_and_rss(capsys: pytest.CaptureFixture[str]) -> N
     # the checker's own line (its wording is chaos.py's) for the unaccounted link
     assert "; FAIL (1 lost; checker: chaos: 11 requests, 10 with one outcome, 1 lost" in last
     assert last.endswith("; RSS grew +20.0 % (> 15 %) …; the worker exited by itself 1×)")
+
+
+def test_conclude_fails_when_commits_do_not_reach_the_log_end(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Measured: commits crept after a seek back while every request was answered; the
+    backlog looked fine and only the group lag showed it."""
+    inputs, records, ledger = _run_of(10)
+    report = check_in_buckets(inputs, _bucketed(records, 4), ledger)
+    result = _result(report, Verdict("pass", "RSS 200→204 MB (+2.0 %)"))
+    assert _conclude({**result, "committed_behind": 0}, None) == 0
+    capsys.readouterr()
+    assert _conclude({**result, "committed_behind": 94_832}, None) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.endswith("FAIL (committed offsets 94832 short of the log end 30 s after the "
+                         "drain)")
