@@ -334,25 +334,30 @@ MIX_SECTION = """\
 ## Mixed providers (`make bench BENCH_ARGS=--mix`)
 
 `python -m bench.run --mix`: the same steps, but every provider behind its own simulator
-(`SimulatorFleet`, each at the same latency) and the traffic spread over them, a third
-each: the demo's merchants `m_in_default` (INR → razorpay, the registry's order),
-`m_in_cashgram` (INR → cashfree, `PAYOUT_ROUTING='{"m_in_cashgram": ["cashfree"]}'`),
-`m_eu_gbp` / `m_eu_eur` (→ revolut, notifications off); default dev credentials for every
-provider. In the same run, before the mixed worker, a fresh worker runs the default
-Razorpay-only traffic through the same steps, and the bare and naive baselines are
-measured once after both: **×bare** of both passes share one bare ceiling. A run also
+(`SimulatorFleet`, each at the same latency) and the traffic spread over them, a quarter
+each (from the 2026-11-22 Prism rows; a third each over three providers before): the
+demo's merchants `m_in_default` (INR → razorpay, the registry's order), `m_in_cashgram`
+(INR → cashfree by the demo's `PAYOUT_ROUTING`), `m_eu_gbp` / `m_eu_eur` (→ revolut,
+notifications off), `m_us_prism` / `m_eu_prism` (USD / EUR → prism over gRPC, the
+Prism-compatible server's simulated Adyen); default dev credentials for every provider.
+In the same run, before the mixed worker, a fresh worker runs the default Razorpay-only
+traffic through the same steps, then another Prism-alone traffic (`m_us_prism`), and the
+bare and naive baselines are measured once after all three: **×bare** of every pass
+shares one bare ceiling. A run also
 writes `bench/results/mix.json` and `mix.png`, and checks at each step that every
 simulator created as many links as its share got outcomes.
 
 Columns: **mix** / **razorpay only** links/s at max and ÷ bare; **mix ÷ rzp** the ratio of
-the two; **by provider** links/s at max of razorpay / cashfree / revolut (each: its
+the two; **by provider** links/s at max of razorpay / cashfree / revolut / prism (each: its
 outcomes ÷ (its last outcome − the step's first send)) and their p99 (ms); **CPU ms/link**
 the worker's CPU per link at max, mix / razorpay only; **RSS** the mixed worker's peak
 over **links**; **floor** Razorpay-only ≥ 0.45 × bare (issue 9); **other jobs %** as in
-the runs table, mix pass / Razorpay-only pass (each with the baselines).
+the runs table, mix pass / Razorpay-only pass (each with the baselines); **prism alone**
+links/s at max through Prism only, **prism ÷ rzp** that over the Razorpay-only pass (issue
+11's target: ≥ 0.80), **CPU ms/link prism** the Prism-alone worker's CPU per link at max.
 
-| mix run (UTC) | commit | machine | other jobs % | provider ms | mix links/s | ×bare | razorpay only links/s | ×bare | mix ÷ rzp | bare | ×naive (mix) | by provider links/s | by provider p99 ms | p50/p99@500 ms (mix) | CPU ms/link | RSS MB / links | wall s | floor |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| mix run (UTC) | commit | machine | other jobs % | provider ms | mix links/s | ×bare | razorpay only links/s | ×bare | mix ÷ rzp | bare | ×naive (mix) | by provider links/s | by provider p99 ms | p50/p99@500 ms (mix) | CPU ms/link | RSS MB / links | wall s | floor | prism alone links/s | prism ÷ rzp | CPU ms/link prism |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 """
 
 
@@ -364,7 +369,8 @@ def append_mix_doc(r: dict[str, Any], path: Path) -> None:
                                           settings=_settings_text(r)))
     default = r.get("default") or {}
     by = r.get("by_provider_at_max") or {}
-    names = ("razorpay", "cashfree", "revolut")
+    names = ("razorpay", "cashfree", "revolut", "prism")
+    prism = r.get("prism") or {}
     at500: dict[str, Any] = next((s for s in r["steps"] if s["name"] == "500"), {})
     floor = r.get("ratio_floor")
     m = r["machine"]
@@ -384,6 +390,8 @@ def append_mix_doc(r: dict[str, Any], path: Path) -> None:
         f"{_f(default.get('worker_cpu_ms_per_link_at_max'), '{:.2f}')}",
         f"{_f(r['peak_rss_mb'])} / {r['links_through_worker']}", _f(r.get("wall_s")),
         "–" if not floor else ("met" if floor["met"] else "MISSED"),
+        _f(prism.get("links_per_s")), _f(r.get("prism_over_default"), "{:.2f}"),
+        _f(prism.get("worker_cpu_ms_per_link_at_max"), "{:.2f}"),
     ]
     insert_row(path, "| " + " | ".join(row) + " |", MIX_HEADER_START,
                MIX_SECTION.rstrip("\n").splitlines())

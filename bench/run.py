@@ -15,13 +15,14 @@ at the end):
   each), ``--naive-links`` requests;
 * if a target is missed: the worker again, under py-spy while it drains a burst.
 
-``--mix`` spreads the traffic over the three providers, each behind its own simulator
+``--mix`` spreads the traffic over the four providers, each behind its own simulator
 (``SimulatorFleet``) at the same latency: the demo's merchants, cycled so that each
-provider gets a third of the requests (``m_in_default`` INR -> razorpay by the registry's
+provider gets a quarter of the requests (``m_in_default`` INR -> razorpay by the registry's
 order, ``m_in_cashgram`` INR -> cashfree by the demo's ``PAYOUT_ROUTING``, ``m_eu_gbp`` /
-``m_eu_eur`` -> revolut). It first runs the default Razorpay-only worker through the
-same steps, then a fresh worker through the mixed steps, then the baselines once: both
-ratios (links/s ÷ bare ceiling) come from one run. Per step it also reports each
+``m_eu_eur`` -> revolut, ``m_us_prism`` / ``m_eu_prism`` -> prism over gRPC). It first
+runs the default Razorpay-only worker through the same steps, then a fresh worker with
+Prism alone (``m_us_prism``), then a fresh worker through the mixed steps, then the
+baselines once: every ratio (links/s ÷ bare ceiling, Prism ÷ Razorpay) comes from one run. Per step it also reports each
 provider's links/s and latency, and checks each simulator created the links its share
 asked for. ``--mix-only`` skips the Razorpay-only pass. Results:
 ``bench/results/mix.json`` / ``mix.png`` and a row in the "Mixed providers" table of
@@ -92,15 +93,19 @@ DOC = REPO_ROOT / "docs" / "benchmarks.md"
 RATIO_FLOOR = 0.45
 
 # ``--mix``: (merchant, currency, the provider it must reach). The demo's merchants
-# (streams/devkit/traffic.py, DEMO_MERCHANTS) cycled so that each provider gets a third.
+# (streams/devkit/traffic.py, DEMO_MERCHANTS) cycled so that each provider gets a quarter.
 MIX_MERCHANTS: tuple[tuple[str, str, str], ...] = (
     ("m_in_default", "INR", "razorpay"), ("m_in_cashgram", "INR", "cashfree"),
-    ("m_eu_gbp", "GBP", "revolut"), ("m_in_default", "INR", "razorpay"),
-    ("m_in_cashgram", "INR", "cashfree"), ("m_eu_eur", "EUR", "revolut"))
-MIX_ROUTING = DEMO_ROUTING  # m_in_cashgram -> cashfree; the rest by the registry's order
+    ("m_eu_gbp", "GBP", "revolut"), ("m_us_prism", "USD", "prism"),
+    ("m_in_default", "INR", "razorpay"), ("m_in_cashgram", "INR", "cashfree"),
+    ("m_eu_eur", "EUR", "revolut"), ("m_eu_prism", "EUR", "prism"))
+# m_in_cashgram -> cashfree, m_us_prism / m_eu_prism -> prism; the rest by the registry's order
+MIX_ROUTING = DEMO_ROUTING
+# ``--mix``'s Prism-alone pass: one merchant routed through Prism (its simulated Adyen).
+PRISM_MERCHANT = ("m_us_prism", "USD", "prism")
 # What each simulator counts when it creates a link (its /stats "events").
 CREATED_EVENT = {"razorpay": "links_created", "cashfree": "cashgrams_created",
-                 "revolut": "links_created"}
+                 "revolut": "links_created", "prism": "payouts_created"}
 
 TARGETS = {
     "links_per_s": ("≥ 1500 links/s sustained by one worker", lambda r: r["links_per_s"] >= 1500),
@@ -157,7 +162,13 @@ def mixed_request(i: int, run: str) -> tuple[dict[str, Any], str]:
     ``valid_request``; GBP/EUR ones with an amount in that currency (£5–£2,005, within
     Revolut's per-link range), no ``purpose`` and notifications off (Revolut sends none).
     """
-    merchant, currency, provider = MIX_MERCHANTS[i % len(MIX_MERCHANTS)]
+    return merchant_request(i, run, MIX_MERCHANTS[i % len(MIX_MERCHANTS)])
+
+
+def merchant_request(i: int, run: str, merchant_route: tuple[str, str, str]
+                     ) -> tuple[dict[str, Any], str]:
+    """Request ``i`` for (merchant, currency, provider), and that provider."""
+    merchant, currency, provider = merchant_route
     request = valid_request(i, merchant_id=merchant, run=run)
     if currency != "INR":
         request["amount"] = {"minor_amount": 500 + i % 200_000, "currency": currency}
@@ -166,12 +177,14 @@ def mixed_request(i: int, run: str) -> tuple[dict[str, Any], str]:
     return request, provider
 
 
-def mixed_records_for(run: str, n: int, start: int = 0
+def mixed_records_for(run: str, n: int, start: int = 0, *, prism_only: bool = False
                       ) -> tuple[list[tuple[bytes, bytes]], dict[bytes, str]]:
-    """``n`` valid, distinct ``--mix`` requests, and each one's provider by request key."""
+    """``n`` valid, distinct ``--mix`` requests (or Prism-alone ones), and each one's
+    provider by request key."""
     out, groups = [], {}
     for i in range(start, start + n):
-        request, provider = mixed_request(i, run)
+        request, provider = (merchant_request(i, run, PRISM_MERCHANT) if prism_only
+                             else mixed_request(i, run))
         key = key_of(request)
         out.append((key, orjson.dumps(request)))
         groups[key] = provider
@@ -180,9 +193,10 @@ def mixed_records_for(run: str, n: int, start: int = 0
 
 def traffic_records(traffic: str, run: str, n: int
                     ) -> tuple[list[tuple[bytes, bytes]], dict[bytes, str] | None]:
-    """``traffic`` "razorpay" (the default: one merchant, INR) or "mix"."""
-    if traffic == "mix":
-        return mixed_records_for(run, n)
+    """``traffic`` "razorpay" (the default: one merchant, INR), "prism" (one merchant
+    through Prism, USD) or "mix"."""
+    if traffic in ("mix", "prism"):
+        return mixed_records_for(run, n, prism_only=traffic == "prism")
     return records_for(run, n), None
 
 
@@ -263,13 +277,13 @@ class Bench:
         """
         self.phase += 1  # a fresh app id (group, table, link keys) for every worker started
         app_id = (f"payout-links-bench-{self.run_id}-{self.phase}-mif{max_in_flight}"
-                  + ("-mix" if traffic == "mix" else ""))
+                  + (f"-{traffic}" if traffic != "razorpay" else ""))
         await start_group_at_end(self.bootstrap, app_id, (TOPICS.requested, TOPICS.routed))
         env = {"PAYOUT_MAX_IN_FLIGHT": str(max_in_flight)}
         provider_url = self.simulator.url
-        if traffic == "mix":
+        if traffic in ("mix", "prism"):
             if self.fleet is None:
-                raise RuntimeError("mixed traffic needs every provider's simulator (the fleet)")
+                raise RuntimeError(f"{traffic} traffic needs every provider's simulator (the fleet)")
             env.update(self.fleet.worker_env())
             env["PAYOUT_ROUTING"] = MIX_ROUTING
             provider_url = ""  # each provider's base URL comes from worker_env()
@@ -366,7 +380,7 @@ class Bench:
         seconds = self.args.profile_seconds
         count = int(seconds * max(200.0, self.profile_rate) * 1.2)  # keeps it busy throughout
         records, _ = traffic_records(traffic, f"{app_id}-profile", count)
-        suffix = "-mix" if traffic == "mix" else ""
+        suffix = f"-{traffic}" if traffic != "razorpay" else ""
         folded = RESULTS / f"profile{suffix}.folded"
         say(f"profile: py-spy on the worker for {seconds}s while it drains {count} requests")
         proc = await asyncio.create_subprocess_exec(
@@ -487,8 +501,10 @@ async def run_bench(args: argparse.Namespace, workdir: Path, bootstrap: str,
         # The real worker first: by the time the bare baseline runs (which keeps Kafka at
         # ~90 % of a core), the broker's JVM is warmed up. Measured before it, on a cold
         # broker, the bare ceiling varied from 1,200 to 3,100 links/s between runs.
-        # --mix: the Razorpay-only worker, then the mixed one, then the baselines once.
-        passes = (["mix"] if args.mix_only else ["razorpay", "mix"]) if mix else ["razorpay"]
+        # --mix: the Razorpay-only worker, then Prism alone, then the mixed one, then the
+        # baselines once.
+        passes = ((["mix"] if args.mix_only else ["razorpay", "prism", "mix"]) if mix
+                  else ["razorpay"])
         measured = {}
         for traffic in passes:
             measured[traffic] = await bench.real_worker(args.max_in_flight, plan,
@@ -504,7 +520,12 @@ async def run_bench(args: argparse.Namespace, workdir: Path, bootstrap: str,
                 default = summarise(args, *measured["razorpay"], bare, naive, [])
                 default.pop("baselines")  # the same as the mix's
                 default["traffic"] = "razorpay"
-            result.update(mix_summary(result, default))
+            prism = None
+            if "prism" in measured:
+                prism = summarise(args, *measured["prism"], bare, naive, [])
+                prism.pop("baselines")
+                prism["traffic"] = "prism"
+            result.update(mix_summary(result, default, prism))
         missed = [k for k, v in result["targets"].items() if not v["met"]]
         if args.profile == "always" or (args.profile == "auto" and missed):
             say(f"targets missed: {', '.join(missed) or 'none'}; profiling the worker")
@@ -516,8 +537,10 @@ async def run_bench(args: argparse.Namespace, workdir: Path, bootstrap: str,
         return result
 
 
-def mix_summary(mix: dict[str, Any], default: dict[str, Any] | None) -> dict[str, Any]:
-    """What a --mix result adds: its traffic, per-provider numbers, the same-run default."""
+def mix_summary(mix: dict[str, Any], default: dict[str, Any] | None,
+                prism: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a --mix result adds: its traffic, per-provider numbers, the same-run default,
+    and the same-run Prism-alone pass (links/s through gRPC next to Razorpay's)."""
     top = next((s for s in mix["steps"] if s["name"] == "max"), None) or max(
         mix["steps"], key=lambda s: s["sustained_per_s"])
     out: dict[str, Any] = {
@@ -525,7 +548,10 @@ def mix_summary(mix: dict[str, Any], default: dict[str, Any] | None) -> dict[str
         "mix": {"merchants": [list(m) for m in MIX_MERCHANTS], "routing": json.loads(MIX_ROUTING)},
         "by_provider_at_max": top.get("by_provider"),
         "default": default,
+        "prism": prism,
     }
+    if prism is not None and default is not None and default["links_per_s"]:
+        out["prism_over_default"] = round(prism["links_per_s"] / default["links_per_s"], 3)
     if default is not None:
         out["mix_over_default"] = (round(mix["links_per_s"] / default["links_per_s"], 3)
                                    if default["links_per_s"] else None)

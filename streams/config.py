@@ -8,6 +8,7 @@ copied into events or logs. Nothing here names a provider: providers come from
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,11 +152,23 @@ def _load_routing(raw: str | None) -> dict[str, tuple[str, ...]]:
     return out
 
 
+_BASE_URL = re.compile(r"https?://[^/\s?#]+(/[^\s?#]*)?")
+
+
 def _base_urls(env: Mapping[str, str]) -> dict[str, str]:
+    """Each provider's base URL (for Prism, where its gRPC server listens: the scheme
+    says plaintext or TLS); a malformed one is a configuration error, not a first call
+    that fails."""
     from streams.connectors.registry import PROVIDERS
 
-    return {name: env.get(p.base_url_env, p.default_base_url).rstrip("/")
-            for name, p in PROVIDERS.items()}
+    out = {}
+    for name, p in PROVIDERS.items():
+        url = env.get(p.base_url_env, p.default_base_url).strip().rstrip("/")
+        if not _BASE_URL.fullmatch(url):
+            raise ConfigError(f"{p.base_url_env}: {url[:200]!r} is not an http:// or https:// URL "
+                              f"with a host")
+        out[name] = url
+    return out
 
 
 def _number(env: Mapping[str, str], name: str, default: str, kind: type) -> Any:

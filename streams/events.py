@@ -436,7 +436,7 @@ def _envelope(event_type: str, event_id: str, merchant_id: str | None,
 
 def created_event(request: Mapping[str, Any], *, connector: str, connector_payout_id: str,
                   url: str | None, payout_status: str, connector_status: str, reference: str,
-                  expires_at: str | None) -> dict[str, Any]:
+                  expires_at: str | None, status_code: int | None = None) -> dict[str, Any]:
     key = link_key(request["merchant_id"], request["merchant_payout_id"])
     event = _envelope(CREATED, deterministic_event_id(key, CREATED),
                       request["merchant_id"], request["merchant_payout_id"], key,
@@ -452,6 +452,8 @@ def created_event(request: Mapping[str, Any], *, connector: str, connector_payou
                 "currency": request["amount"]["currency"]},
         expires_at=expires_at,
     )
+    if status_code is not None:  # reported by some providers only (Prism)
+        event["status_code"] = status_code
     return event
 
 

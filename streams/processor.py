@@ -317,7 +317,7 @@ class RequestProcessor:
                 request, connector=connector, connector_payout_id=result.connector_payout_id,
                 url=result.url, payout_status=result.payout_status,
                 connector_status=result.connector_status, reference=record.reference,
-                expires_at=result.expires_at)
+                expires_at=result.expires_at, status_code=result.status_code)
         if isinstance(result, Rejected):
             return events.failed_event(
                 request, code=result.code, message=result.message, field=result.field,

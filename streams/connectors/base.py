@@ -38,6 +38,7 @@ class LinkCreated:
     connector_status: str
     payout_status: str
     expires_at: str | None
+    status_code: int | None = None  # the provider's HTTP status, where it is reported (Prism)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Rejected:
     code: str
     message: str
     field: str | None
-    status_code: int
+    status_code: int | None  # None: no HTTP status (Prism refused before any connector call)
     connector_details: Mapping[str, Any]
 
 

@@ -68,6 +68,10 @@ class Provider(Protocol):
     def parse_account(self, raw: Mapping[str, Any]) -> Any:
         """Typed credentials from configuration; raises :class:`CredentialError`."""
 
+    def pays_out(self, account: Any, currency: str) -> bool:
+        """Whether this merchant's account here pays out in ``currency``: a subset of
+        ``currencies`` (Prism: the currencies the merchant routes through its connector)."""
+
     def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
         """The first request field this provider can't honour, or None (pure)."""
 

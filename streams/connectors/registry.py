@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from streams.connectors.cashfree import PROVIDER as CASHFREE
+from streams.connectors.prism import PROVIDER as PRISM
 from streams.connectors.provider import Provider
 from streams.connectors.razorpay import PROVIDER as RAZORPAY
 from streams.connectors.revolut import PROVIDER as REVOLUT
@@ -17,4 +18,5 @@ PROVIDERS: Mapping[str, Provider] = {
     RAZORPAY.name: RAZORPAY,
     CASHFREE.name: CASHFREE,
     REVOLUT.name: REVOLUT,
+    PRISM.name: PRISM,
 }

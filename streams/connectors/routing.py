@@ -3,7 +3,8 @@
 For a new link, in order: the request's own ``connector``; else the merchant's
 preference list (``PAYOUT_ROUTING``, falling back to its ``*`` entry); else the
 registry's order. Only providers that pay out in the request's currency and for
-which the merchant has credentials qualify. Once a link's record exists, its
+which the merchant has an account paying out in it qualify (a Prism account names its
+currencies). Once a link's record exists, its
 connector decides and routing is never consulted again (DESIGN.md rule 3):
 :func:`route_existing`.
 """
@@ -42,7 +43,11 @@ def route(request: Mapping[str, Any], settings: Settings) -> Route | Unroutable:
         if currency not in provider.currencies:
             return Unroutable("unsupported_connector",
                               f"{named} does not pay out in {currency}", "amount.currency")
-        return route_existing(named, request, settings)
+        found = route_existing(named, request, settings)
+        if isinstance(found, Route) and not provider.pays_out(found.account, currency):
+            return Unroutable("unsupported_connector", f"the merchant's {named} account does "
+                              f"not pay out in {currency}", "amount.currency")
+        return found
     serving = [name for name, p in PROVIDERS.items() if currency in p.currencies]
     if not serving:
         return Unroutable("unsupported_connector", f"no connector pays out in {currency}",
@@ -50,7 +55,7 @@ def route(request: Mapping[str, Any], settings: Settings) -> Route | Unroutable:
     preferred = [n for n in settings.preference(merchant_id) if n in serving]
     for name in preferred + [n for n in serving if n not in preferred]:
         account = settings.account(merchant_id, name)
-        if account is not None:
+        if account is not None and PROVIDERS[name].pays_out(account, currency):
             return Route(name, account)
     return Unroutable("connector_not_configured",
                       f"merchant has no credentials for a connector paying out in {currency} "

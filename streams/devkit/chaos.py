@@ -43,7 +43,14 @@ from streams.devkit.harness import (
 )
 from streams.devkit.sims.cashfree import CashfreeSimulatorProcess
 from streams.devkit.sims.fleet import SimulatorFleet
-from streams.devkit.traffic import DEMO_MERCHANTS, GARBAGE, invalid_request, key_of, valid_request
+from streams.devkit.traffic import (
+    DEMO_MERCHANTS,
+    GARBAGE,
+    demo_worker_env,
+    invalid_request,
+    key_of,
+    valid_request,
+)
 from streams.partitioning import home_partition
 from streams.preflight import require_codecs
 
@@ -453,7 +460,6 @@ async def _supervise(workers: list[WorkerProcess], locks: dict[int, asyncio.Lock
             pass
 
 
-DEMO_ROUTING = '{"m_in_cashgram": ["cashfree"]}' if "cashfree" in PROVIDERS else "{}"
 
 
 def worker_env(fleet: SimulatorFleet, *, standby_replicas: int = 0,
@@ -464,7 +470,7 @@ def worker_env(fleet: SimulatorFleet, *, standby_replicas: int = 0,
            "PAYOUT_STANDBY_REPLICAS": str(standby_replicas), "PAYOUT_FAULTS": faults,
            "PAYOUT_UNRESOLVED_RETRY_S": "2", "PAYOUT_UNRESOLVED_RETRY_MAX_S": "10"}
     env.update(fleet.worker_env())
-    env["PAYOUT_ROUTING"] = DEMO_ROUTING
+    env.update(demo_worker_env())
     return env
 
 
@@ -540,6 +546,10 @@ async def run(cfg: ChaosConfig, broker: Broker, fleet: SimulatorFleet,
              "links at each provider": {name: sum(len(ids) for ref, ids in refs.items()
                                                   if ref in mine)
                                         for name, refs in by_provider.items()},
+             "link failures by connector and code": dict(sorted(Counter(
+                 f"{e.get('connector')}:{e['error']['code']}"
+                 for e in {e["event_id"]: e for e in outcomes.by_topic.get(TOPICS.failed, [])
+                           if e.get("scope") == "link"}.values()).items())),
              "wall time": f"{time.monotonic() - started:.0f}s"}
     print_report(report, extra)
     return report

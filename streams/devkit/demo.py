@@ -2,8 +2,8 @@
 
 Starts what isn't running (a Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set, every
 provider's simulator, one worker), produces sample requests for merchants in India
-(INR: one on the default provider, one preferring Cashgram links) and Europe (GBP,
-EUR), waits for every outcome with a deadline, prints a summary with a row per
+(INR: one on the default provider, one preferring Cashgram links), Europe (GBP, EUR),
+and behind Prism (USD, EUR; and one whose Prism connector has no payout-link flow), waits for every outcome with a deadline, prints a summary with a row per
 provider, and stops everything it started.
 """
 from __future__ import annotations
@@ -23,8 +23,10 @@ from streams.connectors.base import link_reference
 from streams.devkit.broker import broker_from_environment
 from streams.devkit.harness import TOPICS, OutcomeReader, WorkerProcess, create_topics, produce
 from streams.devkit.sims.fleet import SimulatorFleet
-from streams.devkit.traffic import mixed_records
+from streams.devkit.traffic import DEMO_ROUTING, demo_worker_env, mixed_records
 from streams.preflight import require_codecs
+
+__all__ = ["DEMO_ROUTING", "drive", "main"]  # bench --mix routes as the demo does
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -35,9 +37,6 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-# The demo's routing: this merchant prefers Cashgram links; the others take the
-# registry's order for their currency.
-DEMO_ROUTING = '{"m_in_cashgram": ["cashfree"]}'
 
 
 async def drive(bootstrap: str, fleet: SimulatorFleet, total: int, run: str,
@@ -101,10 +100,16 @@ async def drive(bootstrap: str, fleet: SimulatorFleet, total: int, run: str,
           f"({len(answered) - len(missing)} outcomes in {elapsed:.1f}s)")
     print(f"request→outcome latency  p50 {percentile(latencies, 50):.0f} ms, "
           f"p99 {percentile(latencies, 99):.0f} ms")
-    for k in sorted(created)[:3]:
-        print(f"  {k:<28} {answered[k][0]['url']}")
+    for connector in sorted(by_connector):  # one created link per provider
+        k = min(k for k in created if answered[k][0]["connector"] == connector)
+        url = answered[k][0]["url"] or (f"no URL ({answered[k][0]['payout_status']}; the "
+                                        f"provider's answer carries none)")
+        print(f"  {k:<28} {connector}: {url}")
     link_failures = sorted(k for k in failed if answered[k][0].get("scope") == "link")
-    for k in (link_failures + sorted(failed))[:3]:
+    shown: dict[str, str] = {}  # one failed link per code, then request failures
+    for k in link_failures:
+        shown.setdefault(answered[k][0]["error"]["code"], k)
+    for k in list(dict.fromkeys([*shown.values(), *sorted(failed)]))[:4]:
         err = answered[k][0]["error"]
         print(f"  {k:<28} failed ({answered[k][0].get('connector') or 'no connector'}): "
               f"{err['code']} field={err['field']}: {err['message'][:80]}")
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         worker = WorkerProcess(bootstrap=bootstrap, provider_url="",
                                data_dir=workdir / "worker", log_path=workdir / "worker.log",
                                partitions=args.partitions, app_id=f"payout-links-demo-{run}",
-                               extra_env={**fleet.worker_env(), "PAYOUT_ROUTING": DEMO_ROUTING})
+                               extra_env={**fleet.worker_env(), **demo_worker_env()})
         stack.callback(worker.stop)
         print("starting the worker…", flush=True)
         worker.start()

@@ -76,10 +76,33 @@ def key_of(request: dict[str, Any]) -> bytes:
     return link_key(request["merchant_id"], request["merchant_payout_id"]).encode()
 
 
-# The demo's merchants: two in India (one prefers Cashgram links, see the demo's
-# PAYOUT_ROUTING; the other takes the registry's default for INR) and one in Europe.
+# The demo's merchants: two in India (one prefers Cashgram links, see DEMO_ROUTING; the
+# other takes the registry's default for INR), two in Europe (GBP, EUR: Revolut by the
+# registry's order), two routed through Prism (USD, EUR: its simulated Adyen) and one
+# whose Prism connector (Stripe) has no payout-link flow: Prism answers
+# FAILED_PRECONDITION and its links fail with connector_flow_not_supported.
 DEMO_MERCHANTS: tuple[tuple[str, str], ...] = (
-    ("m_in_default", "INR"), ("m_in_cashgram", "INR"), ("m_eu_gbp", "GBP"), ("m_eu_eur", "EUR"))
+    ("m_in_default", "INR"), ("m_in_cashgram", "INR"), ("m_eu_gbp", "GBP"), ("m_eu_eur", "EUR"),
+    ("m_us_prism", "USD"), ("m_eu_prism", "EUR"), ("m_us_stripe", "USD"))
+DEMO_ROUTING = orjson.dumps({"m_in_cashgram": ["cashfree"], "m_us_prism": ["prism"],
+                             "m_eu_prism": ["prism"], "m_us_stripe": ["prism"]}).decode()
+# Stripe is known to Prism without payout flows (the Prism simulator's default
+# unsupported connector); the key is a placeholder the simulator never sees accepted.
+STRIPE_ROUTE: dict[str, Any] = {"connector": "Stripe",
+                                "connector_config": {"api_key": "sk_test_demo_placeholder"},
+                                "currencies": ["USD"]}
+
+
+def demo_worker_env() -> dict[str, str]:
+    """The demo merchants' routing and accounts: every provider's simulator account for
+    any merchant, and the Stripe-behind-Prism route for ``m_us_stripe``."""
+    from streams.connectors.registry import PROVIDERS
+
+    accounts: dict[str, Any] = {"*": {name: p.dev_account for name, p in PROVIDERS.items()
+                                      if p.dev_account is not None}}
+    if "prism" in PROVIDERS:
+        accounts["m_us_stripe"] = {"prism": STRIPE_ROUTE}
+    return {"PAYOUT_ROUTING": DEMO_ROUTING, "PAYOUT_CREDENTIALS": orjson.dumps(accounts).decode()}
 
 
 def mixed_records(total: int, *, run: str, invalid_every: int = 97,

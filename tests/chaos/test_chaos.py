@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.connectors.registry import PROVIDERS
 from streams.devkit.broker import Broker, broker_from_environment
 from streams.devkit.chaos import ChaosConfig, run
 from streams.devkit.sims.fleet import SimulatorFleet
@@ -26,7 +27,7 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
 @pytest.fixture()
 def faulty_simulator() -> Iterator[SimulatorFleet]:
     with SimulatorFleet(latency_ms=40, jitter_ms=20, hang_ms=3000, seed=11,
-                        faults={p: FAULTS for p in ("razorpay", "cashfree", "revolut")},
+                        faults={p: FAULTS for p in PROVIDERS},
                         options={"cashfree": {"token_ttl_s": 20},
                                  "revolut": {"honour_request_id": False}}) as fleet:
         yield fleet

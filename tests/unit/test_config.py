@@ -50,9 +50,13 @@ def test_routing_explicit_then_preference_then_registry_order() -> None:
     s = settings({"m1": {"razorpay": RZP}}, {"m1": ["razorpay"]})
     request = valid_request(1, merchant_id="m1")
     assert isinstance(route(request, s), Route) and route(request, s).connector == "razorpay"
-    gbp = dict(request, amount={"minor_amount": 100, "currency": "XCD"})
-    unroutable = route(gbp, s)
-    assert isinstance(unroutable, Unroutable) and unroutable.field == "amount.currency"
+    xcd = dict(request, amount={"minor_amount": 100, "currency": "XCD"})
+    unroutable = route(xcd, s)
+    # Only a Prism route could pay out in XCD, and this merchant has none.
+    assert isinstance(unroutable, Unroutable) and unroutable.field == "merchant_id"
+    assert unroutable.code == "connector_not_configured" and "(prism)" in unroutable.message
+    named = route(dict(xcd, connector="razorpay"), s)
+    assert isinstance(named, Unroutable) and named.field == "amount.currency"
     stranger = valid_request(1, merchant_id="m9")
     missing = route(stranger, s)
     assert isinstance(missing, Unroutable) and missing.code == "connector_not_configured"
@@ -75,3 +79,9 @@ def test_the_worker_refuses_bad_configuration_with_one_line_and_exit_code_2() ->
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "field 'key_id'" in lines[0] and "Traceback" not in done.stderr
     assert "s3cret-value" not in done.stderr
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:8000", "grpc://prism:8000", "http://", "ftp://x"])
+def test_a_malformed_provider_url_is_one_line_naming_its_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="^PRISM_URL: .* is not an http:// or https:// URL"):
+        load_settings({"PRISM_URL": value})

@@ -46,6 +46,9 @@ class CashfreeProvider:
     def parse_account(self, raw: Mapping[str, Any]) -> CashfreeAccount:
         return parse_account(raw)
 
+    def pays_out(self, account: Any, currency: str) -> bool:
+        return currency in self.currencies
+
     def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
         return self.transformers.unsupported(request, now)
 

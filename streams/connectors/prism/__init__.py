@@ -1,7 +1,66 @@
 """Hyperswitch Prism: the payout API of Juspay's unified connector service, over gRPC.
 
-So far only the wire contract lives here: ``gen/`` holds the Python code generated from
-``proto/prism/payout_service.proto`` (``make proto``). The provider itself (transformers,
-status mapping, transport) comes later; the Prism-compatible server it is tested
-against is :mod:`streams.devkit.sims.prism`.
+Everything about Prism lives in this package: ``account`` (a merchant's route: Prism
+connector, its credentials, the currencies routed through it), ``transformers`` (pure
+request / answer mapping, the gRPC status table), ``client`` (one ``grpc.aio`` channel
+per worker), ``gen/`` (code generated from ``proto/prism/payout_service.proto`` by
+``make proto``) and the :class:`PrismProvider` below. Amounts go out in minor units,
+as Prism's ``Money`` takes them.
+
+``PRISM_URL`` says where Prism listens: ``http://host:port`` (plaintext) or
+``https://host:port`` (TLS). Prism authenticates no caller and lets any caller patch its
+configuration (``x-config-override``): it must run where only trusted callers reach it.
+The default is the local Prism-compatible server
+(``python -m streams.devkit.sims.prism --port 8000``).
 """
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from streams.connectors.base import Unsupported
+from streams.connectors.prism import transformers
+from streams.connectors.prism.account import PRISM_CURRENCIES, PrismAccount, parse_account
+from streams.connectors.prism.client import PrismClient
+from streams.connectors.prism.transformers import NAME, PrismCreate
+from streams.connectors.provider import Endpoint
+
+__all__ = ["PROVIDER", "PrismAccount", "PrismClient", "PrismCreate", "PrismProvider"]
+
+# The Prism-compatible server's development route (streams/devkit/sims/prism.py,
+# DEFAULT_CREDENTIALS): its simulated Adyen, for USD and EUR.
+DEV_ACCOUNT: Mapping[str, Any] = {
+    "connector": "Adyen",
+    "connector_config": {"api_key": "prism_sim_adyen_key"},
+    "currencies": ["USD", "EUR"],
+}
+
+
+class PrismProvider:
+    name = NAME
+    currencies = PRISM_CURRENCIES  # each merchant's route narrows it (pays_out)
+    base_url_env = "PRISM_URL"
+    default_base_url = "http://127.0.0.1:8000"  # the Prism-compatible server
+    dev_account: Mapping[str, Any] | None = DEV_ACCOUNT
+
+    def parse_account(self, raw: Mapping[str, Any]) -> PrismAccount:
+        return parse_account(raw)
+
+    def pays_out(self, account: PrismAccount, currency: str) -> bool:
+        """Only in the currencies the merchant routes through its Prism connector."""
+        return currency in account.currencies
+
+    def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
+        return transformers.unsupported(request)
+
+    def prepare(self, request: Mapping[str, Any], reference: str,
+                account: PrismAccount) -> PrismCreate:
+        return transformers.create_request(request, reference)
+
+    def client(self, endpoint: Endpoint) -> PrismClient:
+        """One per worker: one channel for every merchant (credentials travel per call)."""
+        return PrismClient(endpoint.base_url, connect_timeout_s=endpoint.connect_timeout_s,
+                           read_timeout_s=endpoint.read_timeout_s)
+
+
+PROVIDER = PrismProvider()

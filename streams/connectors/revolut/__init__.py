@@ -54,6 +54,9 @@ class RevolutProvider:
     def parse_account(self, raw: Mapping[str, Any]) -> RevolutAccount:
         return parse_account(raw)
 
+    def pays_out(self, account: Any, currency: str) -> bool:
+        return currency in self.currencies
+
     def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
         return self.transformers.unsupported(request, now)
 

@@ -112,6 +112,12 @@ class SimulatorProcess:
         self.url: str = ""
 
     @property
+    def worker_url(self) -> str:
+        """What a worker's base-URL variable for this provider is set to: the API URL
+        (the Prism server overrides it with its gRPC target, the control URL apart)."""
+        return self.url
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 

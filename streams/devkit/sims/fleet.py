@@ -76,7 +76,7 @@ class SimulatorFleet:
 
     def worker_env(self) -> dict[str, str]:
         """Each provider's base-URL variable, pointing at its simulator."""
-        return {PROVIDERS[name].base_url_env: sim.url for name, sim in self.by_provider.items()}
+        return {PROVIDERS[name].base_url_env: sim.worker_url for name, sim in self.by_provider.items()}
 
     def links_by_reference(self) -> dict[str, dict[str, list[str]]]:
         """provider -> our reference -> link ids at that provider (duplicates visible)."""

@@ -104,6 +104,17 @@ FAULT_KINDS: tuple[str, ...] = (
     "deadline_before_create",
     "deadline_after_create",
 )
+# The fleet's shared fault names (streams.devkit.sims.common.FAULT_KINDS), as the same
+# failure looks at Prism: a 5xx that made nothing is UNAVAILABLE, a 429 is
+# RESOURCE_EXHAUSTED, a timeout before the create or a lost answer after it is
+# DEADLINE_EXCEEDED. So chaos, soak and bench set one set of faults for every simulator.
+FLEET_FAULTS: Mapping[str, str] = {
+    "error_5xx": "unavailable",
+    "throttle_429": "resource_exhausted",
+    "slow": "slow",
+    "timeout_before_create": "deadline_before_create",
+    "lost_after_create": "deadline_after_create",
+}
 FLOWS = ("create_link", "get", "void")
 PAYOUT_STATUSES: tuple[str, ...] = tuple(
     name for name in pb.PayoutEnums.PayoutStatus.keys() if name != "PAYOUT_STATUS_UNSPECIFIED"
@@ -314,6 +325,7 @@ class PrismSimConfig:
                 raise ValueError("faults must be an object")
             flat.update(nested)
         for key, value in flat.items():
+            key = FLEET_FAULTS.get(key, key)
             if key in FAULT_KINDS:
                 new.faults[key] = _probability(key, value)
             elif key in ("latency_ms", "jitter_ms", "slow_ms", "hang_ms"):
@@ -889,6 +901,7 @@ class PrismServerProcess(SimulatorProcess):
             if value is not None:
                 argv += [flag, str(value)]
         for kind, p in (faults or {}).items():
+            kind = FLEET_FAULTS.get(kind, kind)
             if kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {kind!r}")
             argv += ["--" + kind.replace("_", "-"), str(p)]
@@ -908,6 +921,11 @@ class PrismServerProcess(SimulatorProcess):
             self.stop()
             raise
         return self
+
+    @property
+    def worker_url(self) -> str:
+        """``PRISM_URL`` for a worker: the gRPC target, plaintext."""
+        return f"http://{self.grpc_target}"
 
     def ledger(self) -> dict[str, Any]:
         return self._call("GET", SIM_PREFIX + "/ledger")
