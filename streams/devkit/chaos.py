@@ -46,6 +46,7 @@ from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import (
     DEMO_MERCHANTS,
     GARBAGE,
+    NO_LOOKUP_MERCHANTS,
     demo_worker_env,
     invalid_request,
     key_of,
@@ -107,7 +108,7 @@ class Input:
 def merchant_request(n: int, run: str) -> dict[str, Any]:
     """Request ``n`` for one of the demo's merchants whose currency some provider serves."""
     served = {c for p in PROVIDERS.values() for c in p.currencies}
-    merchants = [m for m in DEMO_MERCHANTS if m[1] in served]
+    merchants = [m for m in DEMO_MERCHANTS if m[1] in served and m[0] not in NO_LOOKUP_MERCHANTS]
     merchant, currency = merchants[n % len(merchants)]
     request = valid_request(n, merchant_id=merchant, run=run, rng=random.Random(n))
     if currency != "INR":

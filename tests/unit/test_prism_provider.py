@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from streams.config import ConfigError, load_settings
 from streams.connectors.base import LinkCreated, NotFound, Rejected, Transient, Unknown
+from streams.connectors.guard import unhealthy
 from streams.connectors.prism import PROVIDER, PrismClient, transformers as tf
 from streams.connectors.prism.account import PrismAccount, parse_account
 from streams.connectors.prism.gen import payout_service_pb2 as pb
@@ -253,6 +254,7 @@ def test_every_grpc_code_on_createlink(code: grpc.StatusCode) -> None:
         assert outcome.connector_details["reason"] == code.name
     elif code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         assert isinstance(outcome, Transient)  # nothing made: retried with backoff
+        assert not unhealthy(outcome)  # throttling is not Prism being down
     else:  # UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, UNKNOWN, CANCELLED, ABORTED, ...
         assert isinstance(outcome, Unknown), outcome
 
@@ -264,6 +266,11 @@ def test_every_grpc_code_on_get_only_not_found_proves_absence(code: grpc.StatusC
     outcome = tf.read_get_error(tf.RpcError(code, "said Prism"))
     if code is grpc.StatusCode.NOT_FOUND:
         assert outcome == NotFound()
+    elif code in DEFINITE and code is not grpc.StatusCode.NOT_FOUND:
+        # A refused lookup: the link creator keeps the link in doubt (the end-to-end
+        # test below), and the breaker does not count it as Prism being down.
+        assert isinstance(outcome, Rejected), outcome
+        assert not unhealthy(outcome)
     else:
         assert isinstance(outcome, Transient), outcome
 
@@ -444,3 +451,26 @@ def test_the_demo_routes_two_merchants_through_prism_and_one_to_a_connector_with
     assert routes["m_us_prism"] == routes["m_eu_prism"] == ("prism", "Adyen")
     assert routes["m_us_stripe"] == ("prism", "Stripe")
     assert routes["m_eu_eur"][0] == "revolut" and routes["m_in_cashgram"][0] == "cashfree"
+
+
+async def test_a_link_in_doubt_at_a_connector_without_get_stays_in_doubt_and_trips_no_breaker(
+        make_prism: MakePrism) -> None:
+    """Measured in chaos: a worker killed between Stripe's FAILED_PRECONDITION and the
+    failure's write leaves the link `creating`; its Get is FAILED_PRECONDITION too. Only
+    a found payout or NOT_FOUND may end it (rule 2), so it stays in doubt; and those
+    refusals once opened the breaker for every merchant routed through Prism."""
+    from streams.connectors.guard import ProviderGuard
+
+    prism = await make_prism(unsupported_connectors=["wise"])
+    wise = parse_account({**ACCOUNT_RAW, "connector": "Wise",
+                          "connector_config": {"api_key": "wise-secret-3b8d"}})
+    guard = ProviderGuard("prism", rate_per_s=0, failure_threshold=3, open_seconds=60)
+    creator = LinkCreator(PROVIDER, prism.client,
+                          RetryPolicy(backoff_base_s=0.001, backoff_max_s=0.002,
+                                      in_doubt_max_s=0.3), guard)
+    result, calls = await creator.create_link(request(), "pl_ref", wise, lookup_first=True,
+                                              prepared=SENT)
+    assert isinstance(result, InDoubt) and calls > 3
+    assert "circuit_open" not in result.reason
+    assert await guard.call(lambda: prism.client.create(SENT, ACCOUNT)) == await \
+        prism.client.lookup("pl_ref", ACCOUNT, sent=SENT)  # Adyen merchants unaffected

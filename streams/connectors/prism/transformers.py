@@ -297,7 +297,8 @@ def read_create_error(error: RpcError) -> ProviderOutcome:
     http_status, prism_code, details = decode_details(error.details)
     message = _text(error.message) or error.code.name
     if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return Transient("rate_limited", http_status or 429)
+        # "throttled", as every provider says it: the circuit breaker does not count it.
+        return Transient("throttled", http_status or 429)
     code = _DEFINITE.get(error.code)
     if code is None:
         return Unknown(f"grpc_{error.code.name.lower()}", http_status)
@@ -312,10 +313,24 @@ def read_create_error(error: RpcError) -> ProviderOutcome:
 
 
 def read_get_error(error: RpcError) -> ProviderOutcome:
-    """A gRPC error answer to Get: only NOT_FOUND proves the payout doesn't exist."""
+    """A gRPC error answer to Get: only NOT_FOUND proves the payout doesn't exist.
+
+    A refusal (INVALID_ARGUMENT, FAILED_PRECONDITION -- the connector has no Get flow --,
+    UNIMPLEMENTED, UNAUTHENTICATED, PERMISSION_DENIED) is :class:`Rejected`, as every
+    provider's refused lookup is: the link stays in doubt
+    (:meth:`streams.link_creation.LinkCreator._attempt` turns it into an unknown outcome),
+    and the circuit breaker does not count Prism's answer as Prism being down. Anything
+    else is :class:`Transient`: nothing proven, ask again.
+    """
     if error.code is grpc.StatusCode.NOT_FOUND:
         return NotFound()
-    http_status, _, _ = decode_details(error.details)
+    http_status, prism_code, details = decode_details(error.details)
+    code = _DEFINITE.get(error.code)
+    if code is not None:
+        return Rejected(code, f"prism Get: {_text(error.message) or error.code.name}", None,
+                        http_status, {"code": (details or {}).get("code") or prism_code,
+                                      "message": _text(error.message), "reason": error.code.name,
+                                      "field": None})
     return Transient(f"lookup_grpc_{error.code.name.lower()}", http_status)
 
 
