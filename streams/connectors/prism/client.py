@@ -97,14 +97,15 @@ class PrismClient:
             self._attempts.popitem(last=False)
         return tf.request_id(reference, flow, attempt)
 
-    async def _call(self, method: Any, message: Any, account: PrismAccount, merchant_id: str,
-                    reference: str, flow: str) -> Any:
+    async def _call(self, flow: str, message: Any, account: PrismAccount, merchant_id: str,
+                    reference: str) -> Any:
         """The answer, a :class:`~streams.connectors.prism.transformers.RpcError`, or
         :class:`Transient` when the channel was not ready (the call never left)."""
         if not await self._ready():
             log.warning("prism %s of %s: %s not reachable within %.1f s: not sent", flow,
                         reference, self.target, self._connect_timeout_s)
             return Transient("not_sent:prism_unreachable")
+        method = self._create if flow == "create_link" else self._get  # opened by _ready
         metadata = tf.metadata(account, merchant_id, self._request_id(reference, flow))
         # Fencing (streams.ownership): the last check before bytes may leave. Raises
         # Fenced, which is not a provider outcome: the work is abandoned, not retried.
@@ -124,8 +125,8 @@ class PrismClient:
             return error
 
     async def create(self, prepared: tf.PrismCreate, account: PrismAccount) -> ProviderOutcome:
-        answer = await self._call(self._create_method(), prepared.message, account,
-                                  prepared.merchant_id, prepared.reference, "create_link")
+        answer = await self._call("create_link", prepared.message, account,
+                                  prepared.merchant_id, prepared.reference)
         if isinstance(answer, Transient):
             return answer
         if isinstance(answer, tf.RpcError):
@@ -137,23 +138,13 @@ class PrismClient:
         """Get by ``merchant_payout_id``: never creates; only a found payout or NOT_FOUND
         is an answer, anything else proves nothing (:class:`Transient`)."""
         merchant_id = sent.merchant_id if isinstance(sent, tf.PrismCreate) else ""
-        answer = await self._call(self._get_method(), tf.get_request(reference), account,
-                                  merchant_id, reference, "get")
+        answer = await self._call("get", tf.get_request(reference), account, merchant_id,
+                                  reference)
         if isinstance(answer, Transient):
             return Transient("lookup_" + answer.reason)
         if isinstance(answer, tf.RpcError):
             return tf.read_get_error(answer)
         return tf.read_get(answer, reference)
-
-    def _create_method(self) -> Any:
-        if self._create is None:
-            self._open()
-        return self._create
-
-    def _get_method(self) -> Any:
-        if self._get is None:
-            self._open()
-        return self._get
 
     async def aclose(self) -> None:
         if self._channel is not None:

@@ -294,22 +294,14 @@ def _field(code: grpc.StatusCode, message: str) -> str | None:
 
 def read_create_error(error: RpcError) -> ProviderOutcome:
     """A gRPC error answer to CreateLink."""
-    http_status, prism_code, details = decode_details(error.details)
-    message = _text(error.message) or error.code.name
+    http_status, _, _ = decode_details(error.details)
     if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         # "throttled", as every provider says it: the circuit breaker does not count it.
         return Transient("throttled", http_status or 429)
     code = _DEFINITE.get(error.code)
     if code is None:
         return Unknown(f"grpc_{error.code.name.lower()}", http_status)
-    connector_details = {
-        "code": (details or {}).get("code") or prism_code,
-        "message": (details or {}).get("message") or message,
-        "reason": error.code.name,
-        "field": None,
-    }
-    return Rejected(code, f"prism: {message}", _field(error.code, error.message), http_status,
-                    connector_details)
+    return _refusal(code, "prism", error, _field(error.code, error.message))
 
 
 def read_get_error(error: RpcError) -> ProviderOutcome:
@@ -324,14 +316,24 @@ def read_get_error(error: RpcError) -> ProviderOutcome:
     """
     if error.code is grpc.StatusCode.NOT_FOUND:
         return NotFound()
-    http_status, prism_code, details = decode_details(error.details)
     code = _DEFINITE.get(error.code)
     if code is not None:
-        return Rejected(code, f"prism Get: {_text(error.message) or error.code.name}", None,
-                        http_status, {"code": (details or {}).get("code") or prism_code,
-                                      "message": _text(error.message), "reason": error.code.name,
-                                      "field": None})
+        return _refusal(code, "prism Get", error, None)
+    http_status, _, _ = decode_details(error.details)
     return Transient(f"lookup_grpc_{error.code.name.lower()}", http_status)
+
+
+def _refusal(code: str, said_by: str, error: RpcError, field: str | None) -> Rejected:
+    """A gRPC refusal as one Rejected: Prism's message, the connector's details when the
+    trailer carries them, the gRPC status as the reason."""
+    http_status, prism_code, details = decode_details(error.details)
+    message = _text(error.message) or error.code.name
+    return Rejected(code, f"{said_by}: {message}", field, http_status, {
+        "code": (details or {}).get("code") or prism_code,
+        "message": (details or {}).get("message") or message,
+        "reason": error.code.name,
+        "field": None,
+    })
 
 
 def trailer(trailing: Sequence[tuple[str, str | bytes]] | None, key: str = DETAILS_KEY
