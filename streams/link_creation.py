@@ -147,7 +147,7 @@ class LinkCreator:
                 state.prepared = self.provider.prepare(request, reference, account)
             prepared = state.prepared
             found = await self._call(
-                lambda: self.client.lookup(reference, account, sent=prepared), state)
+                lambda: self.client.lookup(reference, account, sent=prepared), state, account)
             if isinstance(found, Rejected):
                 # A refused lookup (a rotated key, 400, 404) proves nothing about whether
                 # the earlier call created a link: never a failure (DESIGN.md rule 2).
@@ -161,20 +161,22 @@ class LinkCreator:
         if state.prepared is None:
             state.prepared = self.provider.prepare(request, reference, account)
         prepared = state.prepared
-        outcome = await self._call(lambda: self.client.create(prepared, account), state)
+        outcome = await self._call(lambda: self.client.create(prepared, account), state,
+                                   account)
         if isinstance(outcome, Unknown):
             state.lookup_first = True
         return outcome
 
     async def _call(self, send: Callable[[], Awaitable[ProviderOutcome]],
-                    state: _Attempts) -> ProviderOutcome:
+                    state: _Attempts, account: Any) -> ProviderOutcome:
         require_ownership()  # again right before the send, in the transport
         state.calls += 1
         if state.progress is not None:
             state.progress.started += 1
         if self._faults:
             self._faults.hit("provider_call", state.link_key)
-        answer = await (send() if self.guard is None else self.guard.call(send))
+        answer = await (send() if self.guard is None else
+                        self.guard.call(send, self.provider.circuit(account)))
         if self._faults:
             self._faults.hit("provider_answer", state.link_key)
         return answer

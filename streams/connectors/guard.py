@@ -43,10 +43,13 @@ class ProviderGuard:
         self._breakers = AsyncCircuitBreakerFactory(default_threshold=failure_threshold,
                                                     default_ttl=open_seconds)
 
-    async def call(self, send: Send) -> ProviderOutcome:
+    async def call(self, send: Send, circuit: str | None = None) -> ProviderOutcome:
+        """``send`` under the rate limit and the breaker of ``circuit`` (default: the
+        connector's own; :meth:`~streams.connectors.provider.Provider.circuit`)."""
         fenced: Fenced | None = None
+        circuit = circuit or self.connector
         try:
-            async with await self._breakers.get_breaker(self.connector):
+            async with await self._breakers.get_breaker(circuit):
                 try:
                     if self._limiter is not None:
                         async with self._limiter:
@@ -62,6 +65,6 @@ class ProviderGuard:
         except _ProviderUnhealthy as failure:
             return failure.answer
         except OpenedState:
-            return Transient(f"circuit_open:{self.connector}")
+            return Transient(f"circuit_open:{circuit}")
         assert fenced is not None  # the only way out of the block without returning
         raise fenced

@@ -72,6 +72,14 @@ class Provider(Protocol):
         """Whether this merchant's account here pays out in ``currency``: a subset of
         ``currencies`` (Prism: the currencies the merchant routes through its connector)."""
 
+    def circuit(self, account: Any) -> str:
+        """Which circuit breaker a merchant's calls count against: what fails together.
+
+        One per provider for a provider that is one service (Razorpay, Cashfree,
+        Revolut); Prism fronts many connectors, and one connector answering 5xx must not
+        open the circuit for merchants routed through the others.
+        """
+
     def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
         """The first request field this provider can't honour, or None (pure)."""
 

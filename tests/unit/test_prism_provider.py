@@ -474,3 +474,36 @@ async def test_a_link_in_doubt_at_a_connector_without_get_stays_in_doubt_and_tri
     assert "circuit_open" not in result.reason
     assert await guard.call(lambda: prism.client.create(SENT, ACCOUNT)) == await \
         prism.client.lookup("pl_ref", ACCOUNT, sent=SENT)  # Adyen merchants unaffected
+
+
+async def test_one_failing_prism_connector_opens_only_its_own_circuit() -> None:
+    """Prism fronts many connectors: one answering with no outcome (a 5xx, a dropped
+    stream) must not open the breaker for merchants routed through the others."""
+    from streams.connectors.base import LinkCreated, Unknown
+    from streams.connectors.guard import ProviderGuard
+
+    wise = parse_account({**ACCOUNT_RAW, "connector": "Wise",
+                          "connector_config": {"api_key": "wise-secret-3b8d"}})
+
+    class Client:
+        async def create(self, prepared: Any, account: Any) -> Any:
+            if account.connector == "Wise":
+                return Unknown("no_answer:UNAVAILABLE")
+            return LinkCreated("po_1", None, "requires_payout_method_data",
+                               "REQUIRES_PAYOUT_METHOD_DATA", None)
+
+        async def lookup(self, reference: str, account: Any, sent: Any = None) -> Any:
+            return await self.create(sent, account)
+
+        async def aclose(self) -> None:
+            return None
+
+    guard = ProviderGuard("prism", rate_per_s=0, failure_threshold=2, open_seconds=60)
+    creator = LinkCreator(PROVIDER, Client(), RetryPolicy(
+        backoff_base_s=0.001, backoff_max_s=0.002, in_doubt_max_s=0.2), guard)
+    result, _ = await creator.create_link(request(), "pl_wise", wise, lookup_first=False,
+                                          prepared=SENT)
+    assert isinstance(result, InDoubt) and "circuit_open:prism:Wise" in result.reason
+    adyen, calls = await creator.create_link(request(), "pl_adyen", ACCOUNT,
+                                             lookup_first=False, prepared=SENT)
+    assert isinstance(adyen, LinkCreated) and calls == 1

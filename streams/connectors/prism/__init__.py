@@ -50,6 +50,11 @@ class PrismProvider:
         """Only in the currencies the merchant routes through its Prism connector."""
         return currency in account.currencies
 
+    def circuit(self, account: PrismAccount) -> str:
+        """Per Prism connector: Prism itself stays up when one connector behind it fails
+        (its 5xx answers are that connector's), so each connector has its own breaker."""
+        return f"{self.name}:{account.connector}"
+
     def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
         return transformers.unsupported(request)
 

@@ -57,6 +57,9 @@ class RevolutProvider:
     def pays_out(self, account: Any, currency: str) -> bool:
         return currency in self.currencies
 
+    def circuit(self, account: Any) -> str:
+        return self.name
+
     def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
         return self.transformers.unsupported(request, now)
 
