@@ -406,6 +406,9 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 CATEGORIES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("logging (formatting + writing log lines)", (), ("logging/__init__.py", "logging/handlers.py", "colorlog/")),
     ("provider HTTP call: aiohttp (ProviderTransport)", ("ProviderTransport.send",), ()),
+    ("provider gRPC call: grpc.aio + protobuf (PrismClient)", ("PrismClient._call",), ()),
+    ("grpc.aio's own tasks and callbacks: completion queue, channel polling", (),
+     ("grpc/", "grpc._cython", "cygrpc")),
     ("link creation wrappers: tenacity retry loop, circuit breaker, rate limiter",
      ("LinkCreator.create_link",), ()),
     ("table writes: RocksDB put + changelog send_soon",
