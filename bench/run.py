@@ -13,7 +13,9 @@ at the end):
   ``--bare-links`` requests produced as fast as possible;
 * **naive agent**: ``bench.baselines naive`` (one event at a time, one awaited HTTP call
   each), ``--naive-links`` requests;
-* if a target is missed: the worker again, under py-spy while it drains a burst.
+* if a target is missed (or ``--profile always``): a fresh worker for each pass of the run
+  (with ``--mix``: Razorpay-only, Prism alone, the mix), under py-spy while it drains a
+  burst at that pass's max rate (``bench/results/profile[-prism|-mix].txt``).
 
 ``--mix`` spreads the traffic over the four providers, each behind its own simulator
 (``SimulatorFleet``) at the same latency: the demo's merchants, cycled so that each
@@ -451,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bare-links", type=int, default=30_000)
     p.add_argument("--naive-links", type=int, default=100)
     p.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
-                   help="py-spy the worker at max load (auto: only if a target is missed)")
+                   help="py-spy the worker of every pass at max load (auto: only if a target is missed)")
     p.add_argument("--profile-seconds", type=int, default=20)
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 5 s steps, 10,000 links at max, smaller baselines")
