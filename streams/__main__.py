@@ -36,8 +36,10 @@ try:
 except ConfigError as exc:  # one line for the operator, no traceback
     print(f"payout worker: configuration error: {exc}", file=sys.stderr)
     sys.exit(2)
+import streams.agents.polls  # noqa: E402,F401  (registers the poll sweep)
 import streams.agents.requests  # noqa: E402,F401  (registers the agent)
 import streams.agents.unresolved  # noqa: E402,F401  (registers the re-drive timer)
+import streams.web.webhooks  # noqa: E402,F401  (registers the provider webhook routes)
 
 if __name__ == "__main__":
     app.main()

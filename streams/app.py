@@ -88,7 +88,7 @@ app = BoundedShutdownApp(
     # Kafka's default partitioner, each link key hashed once (streams.partitioning).
     producer_partitioner=kafka_default_partitioner,
     web_port=settings.web_port,
-    web_host="127.0.0.1",
+    web_host=settings.web_host,
     # Faust's own JSON codec is never used: values are bytes, (de)coded by streams.events.
     key_serializer="raw",
     value_serializer="raw",
@@ -111,6 +111,10 @@ class LinkTable(GuardedChangelogTable):
         self[key] = value
         await self.last_write
 
+    def find(self, link_key: str) -> tuple[str, bytes | None]:
+        """The table key and stored record of a link (lifecycle.find_record)."""
+        return lifecycle.find_record(self.get, link_key)
+
 
 def _topic(name: str, internal: bool = False) -> faust.TopicT:
     return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions,
@@ -120,11 +124,19 @@ def _topic(name: str, internal: bool = False) -> faust.TopicT:
 topics = settings.topics
 # Upstream writes `requested`; a record whose key or partition is not the link key's
 # home is re-keyed into `routed`, co-partitioned with it, so one worker owns a link.
-request_channel = app.topic(topics.requested, topics.routed, key_type=bytes, value_type=bytes)
+request_channel = app.topic(topics.requested, topics.routed, topics.reports,
+                            topics.cancel_requested, key_type=bytes, value_type=bytes)
 routed_topic = _topic(topics.routed, internal=True)
 created_topic = _topic(topics.created)
 failed_topic = _topic(topics.failed)
 dead_letter_topic = _topic(topics.dead_letter)
+status_changed_topic = _topic(topics.status_changed)
+cancel_failed_topic = _topic(topics.cancel_failed)
+# After creation (streams.link_tracking): verified webhooks, polls and expiries on the
+# link's home partition, and cancel commands from upstream; both co-partitioned with
+# the requests, so the owner of a link's record handles them in order with it.
+reports_topic = _topic(topics.reports, internal=True)
+cancel_topic = _topic(topics.cancel_requested)
 
 links = cast(LinkTable, app.tables.add(LinkTable(
     app,
@@ -133,7 +145,7 @@ links = cast(LinkTable, app.tables.add(LinkTable(
     partitions=settings.partitions,
     key_type=str,
     value_type=bytes,
-    help="One LinkRecord per link key (streams.lifecycle).",
+    help="One LinkRecord per link, keyed by its reference (streams.lifecycle).",
     # Faust's defaults (64 MB write buffer x3 and a 2 GB block cache, per partition)
     # keep every value in memtables until a partition's buffer fills: RSS grew with
     # links written, 338 MB at 150k links vs 209 MB with these (docs/benchmarks.md).

@@ -29,6 +29,11 @@ class Topics:
     failed: str = "payout-link-failed"
     dead_letter: str = "payout-link-dead-letter"
     status_changed: str = "payout-link-status-changed"
+    # Verified provider webhooks, polls due and expiries to enforce, each on its link's
+    # home partition (internal: written only by the workers, streams.link_tracking).
+    reports: str = "payout-link-provider-reports"
+    cancel_requested: str = "payout-link-cancel-requested"
+    cancel_failed: str = "payout-link-cancel-failed"
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,14 @@ class Settings:
     unresolved_retry_max_s: float = 900.0
     # Tests only: "off" turns fencing (streams.ownership) off, to show what it prevents.
     fencing: bool = True
+    web_host: str = "127.0.0.1"
+    # After creation (streams.polling): a link is polled every min..max seconds, the
+    # interval growing with its age; the sweep asks each provider for at most
+    # poll_rate_per_s statuses a second per worker.
+    poll_min_s: float = 30.0
+    poll_max_s: float = 900.0
+    poll_rate_per_s: float = 20.0
+    reversal_watch_s: float = 7 * 86400.0
 
     @property
     def heartbeat_interval_s(self) -> float:
@@ -212,6 +225,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         unresolved_retry_s=_number(env, "PAYOUT_UNRESOLVED_RETRY_S", "30", float),
         unresolved_retry_max_s=_number(env, "PAYOUT_UNRESOLVED_RETRY_MAX_S", "900", float),
         fencing=_switch(env, "PAYOUT_FENCING", "on"),
+        web_host=env.get("PAYOUT_WEB_HOST", "127.0.0.1"),
+        poll_min_s=_number(env, "PAYOUT_POLL_MIN_S", "30", float),
+        poll_max_s=_number(env, "PAYOUT_POLL_MAX_S", "900", float),
+        poll_rate_per_s=_number(env, "PAYOUT_POLL_RATE_PER_S", "20", float),
+        reversal_watch_s=_number(env, "PAYOUT_REVERSAL_WATCH_S", "604800", float),
     )
 
 

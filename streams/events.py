@@ -37,6 +37,9 @@ REQUESTED = "payout-link-requested"
 CREATED = "payout-link-created"
 FAILED = "payout-link-failed"
 DEAD_LETTER = "payout-link-dead-letter"
+STATUS_CHANGED = "payout-link-status-changed"
+CANCEL_REQUESTED = "payout-link-cancel-requested"
+CANCEL_FAILED = "payout-link-cancel-failed"
 
 
 @dataclass(frozen=True)
@@ -567,3 +570,81 @@ def dead_letter_event(source: SourceRecord, error: Unparseable) -> dict[str, Any
 
 def encode(event: Mapping[str, Any]) -> bytes:
     return orjson.dumps(event)
+
+
+# --- after creation -----------------------------------------------------------------
+
+
+def split_link_key(link_key_: str) -> tuple[str, str]:
+    """``(merchant_id, merchant_payout_id)``: identifiers never contain ``:``."""
+    merchant_id, _, payout_id = link_key_.partition(":")
+    return merchant_id, payout_id
+
+
+def status_changed_event(*, link_key_: str, request_event_id: str | None, connector: str,
+                         connector_payout_id: str, reference: str, payout_status: str,
+                         connector_status: str, position: tuple[int, int], occurred_at: str,
+                         previous_payout_status: str | None,
+                         previous_connector_status: str | None, source: str, final: bool,
+                         provider_event_id: str | None) -> dict[str, Any]:
+    """One real change of a created link. Its id names the change (the raw status at its
+    position in the provider's order), so whoever publishes it again publishes the same
+    event; its content comes from the stored state only."""
+    merchant_id, payout_id = split_link_key(link_key_)
+    event = _envelope(STATUS_CHANGED,
+                      deterministic_event_id(link_key_, STATUS_CHANGED, connector_status,
+                                             f"{position[0]}.{position[1]}"),
+                      merchant_id, payout_id, link_key_, request_event_id)
+    event.update(
+        occurred_at=occurred_at,
+        connector=connector,
+        connector_payout_id=connector_payout_id,
+        reference=reference,
+        payout_status=payout_status,
+        connector_status=connector_status,
+        previous_payout_status=previous_payout_status,
+        previous_connector_status=previous_connector_status,
+        source=source,
+        attempt=position[0],
+        final=final,
+        reversal=payout_status == "REVERSED" or (
+            previous_payout_status == "SUCCESS" and payout_status != "SUCCESS"),
+        provider_event_id=provider_event_id,
+    )
+    return event
+
+
+def cancel_failed_event(*, link_key_: str, request_event_id: str | None,
+                        command_event_id: str | None, connector: str | None,
+                        payout_status: str | None, connector_status: str | None, code: str,
+                        message: str, field: str | None,
+                        source: SourceRecord | SourceOffset | None = None) -> dict[str, Any]:
+    """A cancel command not carried out. Dated from the command record, and its id names
+    the command, the reason and the status it met: one id, one content."""
+    merchant_id, payout_id = split_link_key(link_key_)
+    event = _envelope(CANCEL_FAILED,
+                      deterministic_event_id(link_key_, CANCEL_FAILED, command_event_id or "",
+                                             code, connector_status or ""),
+                      merchant_id, payout_id, link_key_, request_event_id)
+    if source is not None:
+        event["occurred_at"] = record_time_iso(source.timestamp)
+    event.update(
+        command_event_id=command_event_id,
+        connector=connector,
+        payout_status=payout_status,
+        connector_status=connector_status,
+        error={"code": code,
+               "message": message if len(message) <= 1000 else message[:1000] + "…",
+               "field": field},
+    )
+    return event
+
+
+def validate_command(command: Mapping[str, Any], topic: str) -> InvalidRequest | None:
+    """The first violation of a command's schema (deepest field first), or None."""
+    errors = sorted(validator_for(topic).iter_errors(command),
+                    key=lambda e: len(list(e.absolute_path)), reverse=True)
+    if not errors:
+        return None
+    field = _error_field(errors[0])
+    return InvalidRequest(field=field, message=_error_message(errors[0], field))

@@ -499,6 +499,33 @@ class HookableWorker(faust.Worker):
 # --- the startup check -----------------------------------------------------------------
 
 
+def active_partition_items(table: Any, partition: int, after: bytes | None,
+                           limit: int) -> list[tuple[bytes, bytes]]:
+    """Up to ``limit`` records of one table partition in key order, after key ``after``.
+
+    Why: the poll sweep (:mod:`streams.agents.polls`) walks each owned partition of
+    the link table a bounded slice per tick, resuming where it stopped, so a table of a
+    million links is swept at a steady rate with bounded memory. Faust's own iteration
+    (``table.items()``) walks every active partition from its start each time. The
+    sweep reads the partition's RocksDB (``Store._dbs``, keyed by partition) through
+    rocksdict's ``items(from_key=…)``; a partition this worker does not hold is empty.
+    Faust's own bookkeeping keys (``__faust…``) are skipped.
+    """
+    db = table.data._dbs.get(partition)
+    if db is None:
+        return []
+    out: list[tuple[bytes, bytes]] = []
+    for key, value in db.items(from_key=after) if after is not None else db.items():
+        if after is not None and key == after:
+            continue
+        if key.startswith(b"__faust"):
+            continue
+        out.append((key, value))
+        if len(out) >= limit:
+            break
+    return out
+
+
 @dataclass(frozen=True)
 class Reach:
     """One private attribute used above: where it lives and who needs it.
@@ -551,6 +578,7 @@ REACHES: tuple[Reach, ...] = (
           "RecoverableTable, GuardedChangelogTable"),
     Reach("faust.stores.rocksdb:Store", "apply_changelog_batch", "GuardedChangelogTable"),
     Reach("faust.stores.rocksdb:Store", "_db_for_partition", "GuardedChangelogTable"),
+    Reach("faust.stores.rocksdb:Store", "_dbs", "active_partition_items", "instance"),
     Reach("faust.transport.drivers.aiokafka:Producer", "buffer",
           "set_changelog_buffer_limit", "instance"),
     Reach("faust.transport.producer:ProducerBuffer", "max_messages",
@@ -673,7 +701,7 @@ def check_versions(program: str = "payout worker",
 
 
 __all__ = [
-    "ALLOW_UNTESTED_ENV", "AwaitableWritesTable", "GuardedChangelogTable", "HookableApp", "HookableWorker", "REACHES",
+    "ALLOW_UNTESTED_ENV", "AwaitableWritesTable", "active_partition_items", "GuardedChangelogTable", "HookableApp", "HookableWorker", "REACHES",
     "TESTED_VERSIONS", "check_versions", "committed_offset", "limit_consumer_thread_stop",
     "missing_internals", "release_unacked", "replace_consumer_ack", "seek_without_wait",
     "set_changelog_buffer_limit", "version_mismatches",

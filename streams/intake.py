@@ -44,9 +44,28 @@ class Valid:
     key: str
     routing: Route | Unroutable
     call: Any  # the provider's prepared create call, or None when unroutable
+    reference: str = ""  # the link's reference: its table key and its in-flight key
+
+
+@dataclass(frozen=True)
+class InvalidCommand:
+    """A JSON object that breaks a command's schema."""
+
+    command: dict[str, Any]
+    problem: events.InvalidRequest
+
+
+@dataclass(frozen=True)
+class ValidCancel:
+    """A cancel command for the link of ``key``."""
+
+    command: dict[str, Any]
+    key: str
+    reference: str
 
 
 Intake = events.Unparseable | Invalid | Valid
+CommandIntake = events.Unparseable | InvalidCommand | ValidCancel
 
 
 def _no_report(stage: Stage) -> None:
@@ -74,17 +93,39 @@ def classify(value: bytes | None, settings: Settings, faults: Faults = NO_FAULTS
     if faults:
         faults.hit("transform", key)
     routing = route(request, settings)
+    reference = link_reference(key)
     call = None
     if isinstance(routing, Route):
-        call = PROVIDERS[routing.connector].prepare(request, link_reference(key), routing.account)
+        call = PROVIDERS[routing.connector].prepare(request, reference, routing.account)
         body = getattr(call, "json", None)
         if body is not None:
             orjson.dumps(body)  # the body must encode; this is where it would fail
-    return Valid(request, key, routing, call)
+    return Valid(request, key, routing, call, reference)
 
 
-def risky_step(value: bytes, report: Callable[[Stage], None]) -> None:
+def classify_cancel(value: bytes | None, report: Callable[[Stage], None] = _no_report,
+                    ) -> CommandIntake:
+    """Parse and validate a ``payout-link-cancel-requested`` command (upstream input)."""
+    report(Stage.PARSE)
+    command = events.parse_request(value)
+    if isinstance(command, events.Unparseable):
+        return command
+    report(Stage.VALIDATE)
+    problem = events.validate_command(command, events.CANCEL_REQUESTED)
+    if problem is not None:
+        return InvalidCommand(command, problem)
+    key = events.link_key(command["merchant_id"], command["merchant_payout_id"])
+    return ValidCancel(command, key, link_reference(key))
+
+
+REQUEST, COMMAND = "request", "command"
+
+
+def risky_step(value: bytes, report: Callable[[Stage], None], kind: str = REQUEST) -> None:
     """What ``python -m streams.poison`` runs in isolation: the same step, same settings."""
+    if kind == COMMAND:
+        classify_cancel(value, report)
+        return
     from streams.config import load_settings
     settings = load_settings()
     classify(value, settings, Faults(settings.faults), report)

@@ -1,22 +1,30 @@
 """The link state machine: pure functions from (record, input) to a decision.
 
-One record per link key lives in the ``payout-links`` table. Its status moves
+One record per link lives in the ``payout-links`` table (keyed by the link's provider
+reference, :func:`streams.connectors.base.link_reference`). Its status moves
 
     (absent) --request--> creating --provider answer--> created | failed
 
 ``creating`` is written (and made durable) *before* every provider call, so a
 record found in ``creating`` by a later request means a call's outcome is unknown:
 the next attempt must look the link up by its reference before creating.
+
+A created link then lives on at its provider (claimed, paid, expired, cancelled,
+reversed). Its last known provider status is the record's :class:`LinkState`;
+:func:`apply_report` decides what a provider report (webhook, poll, command answer)
+changes, by the provider's own order (:class:`~streams.connectors.base.LinkLifecycle`).
 Nothing here does I/O; the agent acts on the decisions.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 import orjson
+
+from streams.connectors.base import LinkLifecycle, StatusReport, link_reference
 
 
 class LinkStatus(str, Enum):
@@ -39,6 +47,48 @@ class SourceOffset:
     timestamp: float | None = field(default=None, compare=False)
 
 
+# Who told us a link's status: the create answer, a webhook, a poll, a command's answer
+# (a cancel), or the processor cancelling a link whose expiry passed.
+CREATE, WEBHOOK, POLL, COMMAND, EXPIRY = "create", "webhook", "poll", "command", "expiry"
+SOURCES = (CREATE, WEBHOOK, POLL, COMMAND, EXPIRY)
+RECENT_PROVIDER_EVENTS = 16  # provider event ids kept per link for webhook dedup
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """A created link's last known status at its provider."""
+
+    connector_status: str  # the provider's raw status
+    payout_status: str  # its Prism name
+    position: tuple[int, int]  # the provider's order (LinkLifecycle.position)
+    changed_at: str  # RFC 3339: when the provider says it changed, else when we learnt it
+    source: str  # one of SOURCES
+    final: bool  # nothing can follow
+    reversible: bool  # paid out, but a reversal can still undo it
+
+    def to_json(self) -> list[Any]:
+        return [self.connector_status, self.payout_status, list(self.position),
+                self.changed_at, self.source, self.final, self.reversible]
+
+    @classmethod
+    def from_json(cls, raw: list[Any]) -> LinkState:
+        status, payout, (major, minor), at, source, final, reversible = raw
+        return cls(status, payout, (int(major), int(minor)), at, source, bool(final),
+                   bool(reversible))
+
+
+def link_state(lifecycle: LinkLifecycle, report: StatusReport, *, source: str,
+               received_at: str) -> LinkState | None:
+    """The state a report describes, or None when its status is not one we know."""
+    position = lifecycle.position(report)
+    if position is None:
+        return None
+    status = report.connector_status
+    return LinkState(status, lifecycle.payout_status(status), position,
+                     report.occurred_at or received_at, source, lifecycle.final(status),
+                     lifecycle.reversible(status))
+
+
 @dataclass(frozen=True)
 class LinkRecord:
     link_key: str
@@ -58,9 +108,23 @@ class LinkRecord:
     # The owner epoch (group generation) of the latest write: a stale owner's write
     # never replaces a later owner's (streams.ownership.supersedes).
     owner_epoch: int = 0
+    # After creation: the link's last known status at the provider; the last
+    # status-changed event (stored before it is published, like the outcome); recent
+    # provider event ids (webhook dedup); when the link is next polled (wall clock).
+    state: LinkState | None = None
+    status_event: Mapping[str, Any] | None = None
+    status_event_published: bool = True
+    provider_events: tuple[str, ...] = ()
+    next_poll_at: float | None = None
 
     def to_bytes(self, owner_epoch: int = 0) -> bytes:
         """Serialised by an owner of ``owner_epoch``: the record's epoch never goes back."""
+        after: dict[str, Any] = {}
+        if self.state is not None:
+            after = {"state": self.state.to_json(), "status_event": self.status_event,
+                     "status_event_published": self.status_event_published,
+                     "provider_events": list(self.provider_events),
+                     "next_poll_at": self.next_poll_at}
         return orjson.dumps({
             "link_key": self.link_key,
             "status": self.status.value,
@@ -74,6 +138,7 @@ class LinkRecord:
             "started_at": self.started_at,
             "request_event_id": self.request_event_id,
             "owner_epoch": max(self.owner_epoch, owner_epoch),
+            **after,
         })
 
     @classmethod
@@ -87,7 +152,30 @@ class LinkRecord:
             outcome=d["outcome"], outcome_published=d["outcome_published"],
             started_at=d.get("started_at"), request_event_id=d.get("request_event_id"),
             owner_epoch=d.get("owner_epoch", 0),
+            state=LinkState.from_json(d["state"]) if d.get("state") is not None else None,
+            status_event=d.get("status_event"),
+            status_event_published=d.get("status_event_published", True),
+            provider_events=tuple(d.get("provider_events", ())),
+            next_poll_at=d.get("next_poll_at"),
         )
+
+
+def find_record(get: Callable[[str], bytes | None], link_key: str) -> tuple[str, bytes | None]:
+    """The table key and the stored record of a link.
+
+    Records are keyed by the link's reference (a function of its link key, which a
+    provider webhook names: :func:`~streams.connectors.base.link_reference`). A link
+    created before references carried the key's hash is stored under its link key: it
+    is read there when nothing is stored under the reference, and kept there, so no
+    request ever misses a link it created (which would make a second link).
+    """
+    key = link_reference(link_key)
+    raw = get(key)
+    if raw is None:
+        legacy = get(link_key)
+        if legacy is not None:
+            return link_key, legacy
+    return key, raw
 
 
 def stored_epoch(raw: bytes | None) -> int:
@@ -157,11 +245,79 @@ def decide(record: LinkRecord | None, *, link_key: str, fingerprint: str, connec
 
 
 def settled(record: LinkRecord, outcome: Mapping[str, Any], *, created: bool,
-            provider_calls: int) -> LinkRecord:
-    """The outcome is stored before it is published, so a crash in between re-publishes it."""
+            provider_calls: int, state: LinkState | None = None,
+            next_poll_at: float | None = None) -> LinkRecord:
+    """The outcome is stored before it is published, so a crash in between re-publishes it.
+
+    A created link starts its life after creation here: ``state`` is what the create
+    answer said, and ``next_poll_at`` when it is first polled.
+    """
     return replace(record, status=LinkStatus.CREATED if created else LinkStatus.FAILED,
-                   outcome=dict(outcome), outcome_published=False, provider_calls=provider_calls)
+                   outcome=dict(outcome), outcome_published=False, provider_calls=provider_calls,
+                   state=state if created else None,
+                   next_poll_at=next_poll_at if created else None)
 
 
 def published(record: LinkRecord) -> LinkRecord:
     return replace(record, outcome_published=True)
+
+
+# --- after creation: provider reports -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusIgnored:
+    """The report changes nothing: ``reason`` says why (never an error)."""
+
+    reason: str  # not_created | unknown_status | duplicate | stale
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    """The link moved: store ``record`` (its new state), then publish one event."""
+
+    record: LinkRecord
+    previous: LinkState | None
+    state: LinkState
+
+
+StatusDecision = StatusIgnored | StatusChanged
+
+
+def apply_report(record: LinkRecord, report: StatusReport, lifecycle: LinkLifecycle, *,
+                 source: str, received_at: str) -> StatusDecision:
+    """What a provider report changes about a link: monotonic in the provider's order.
+
+    Only a created link has a life to follow. A report whose provider event id was seen
+    is a duplicate; one whose position is not past the stored one is stale (late, or
+    out of order): neither changes anything, so any order of the same reports ends in
+    the state of the latest, and re-delivered reports are no-ops. The new record keeps
+    the stored status event as it is; the caller stores the event of this change.
+    """
+    if record.status is not LinkStatus.CREATED:
+        return StatusIgnored("not_created")
+    if report.event_id is not None and report.event_id in record.provider_events:
+        return StatusIgnored("duplicate")
+    state = link_state(lifecycle, report, source=source, received_at=received_at)
+    if state is None:
+        return StatusIgnored("unknown_status")
+    previous = record.state
+    if previous is not None and state.position <= previous.position:
+        return StatusIgnored("stale")
+    seen = record.provider_events
+    if report.event_id is not None:
+        seen = (seen + (report.event_id,))[-RECENT_PROVIDER_EVENTS:]
+    return StatusChanged(replace(record, state=state, provider_events=seen), previous, state)
+
+
+def with_status_event(record: LinkRecord, event: Mapping[str, Any]) -> LinkRecord:
+    """The change's event, stored before it is published (a crash re-publishes it)."""
+    return replace(record, status_event=dict(event), status_event_published=False)
+
+
+def status_event_published(record: LinkRecord) -> LinkRecord:
+    return replace(record, status_event_published=True)
+
+
+def polled(record: LinkRecord, next_poll_at: float | None) -> LinkRecord:
+    return replace(record, next_poll_at=next_poll_at)

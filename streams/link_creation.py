@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
@@ -34,6 +34,7 @@ from streams.faults import NO_FAULTS, Faults
 from streams.ownership import require_ownership
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,15 @@ class LinkCreator:
         if self._faults:
             self._faults.hit("provider_answer", state.link_key)
         return answer
+
+    async def guarded(self, send: Callable[[], Awaitable[T]], account: Any) -> T | Transient:
+        """A call about an existing link (a status read, a cancel) under the same rules as
+        a create: only while the link's partition is provably ours, within the
+        connector's rate limit, counted by (and refused by) its circuit breaker."""
+        require_ownership()  # and again in the transport, right before the send
+        if self.guard is None:
+            return await send()
+        return await self.guard.call(send, self.provider.circuit(account))
 
     def _stop_when(self, state: _Attempts, reference: str) -> Callable[[RetryCallState], bool]:
         policy = self.policy

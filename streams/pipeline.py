@@ -26,12 +26,14 @@ from mode import Service
 from streams import ownership
 from streams.app import (
     app,
+    cancel_failed_topic,
     created_topic,
     dead_letter_topic,
     failed_topic,
     links,
     routed_topic,
     settings,
+    status_changed_topic,
     unresolved,
 )
 from streams.connectors.guard import ProviderGuard
@@ -46,13 +48,18 @@ from streams.faust_internals import (
 )
 from streams.inflight import guard_acks
 from streams.link_creation import LinkCreator, RetryPolicy
+from streams.link_tracking import LinkTracker
 from streams.ownership import Fenced, LeaseTerms, OwnershipLease, pause_counting_clock
 from streams.poison import CrashMarker
+from streams.polling import PollPolicy
 from streams.processor import RequestProcessor
 
 log = logging.getLogger(__name__)
 
-REQUEST_TOPICS = (settings.topics.requested, settings.topics.routed)
+# Every topic the request agent reads, co-partitioned with the link table: requests,
+# their re-keyed copies, provider reports / polls / expiries, and cancel commands.
+REQUEST_TOPICS = (settings.topics.requested, settings.topics.routed, settings.topics.reports,
+                  settings.topics.cancel_requested)
 WATCHDOG_INTERVAL_S = 1.0
 
 
@@ -69,20 +76,27 @@ def build_processor(clients: dict[str, ProviderClient],
     faults = Faults(settings.faults)
     policy = RetryPolicy(max_attempts=settings.retry_max_attempts,
                          max_seconds=settings.retry_max_s)
+    creators = {name: LinkCreator(
+        PROVIDERS[name], client, policy,
+        ProviderGuard(name, rate_per_s=settings.provider_rate_per_s,
+                      failure_threshold=settings.breaker_failure_threshold,
+                      open_seconds=settings.breaker_open_s),
+        faults=faults) for name, client in clients.items()}
+    tracker = LinkTracker(
+        settings=settings, links=links, status_changed=status_changed_topic,
+        cancel_failed=cancel_failed_topic, creators=creators, send=RequestProcessor.send,
+        policy=PollPolicy(min_s=settings.poll_min_s, max_s=settings.poll_max_s,
+                          reversal_watch_s=settings.reversal_watch_s))
     return RequestProcessor(
         settings=settings, links=links, unresolved=unresolved, routed=routed_topic,
         created=created_topic, failed=failed_topic, dead_letter=dead_letter_topic,
-        creators={name: LinkCreator(
-            PROVIDERS[name], client, policy,
-            ProviderGuard(name, rate_per_s=settings.provider_rate_per_s,
-                          failure_threshold=settings.breaker_failure_threshold,
-                          open_seconds=settings.breaker_open_s),
-            faults=faults) for name, client in clients.items()},
+        creators=creators,
         on_fatal=app.crash,
         marker=CrashMarker(settings.data_dir / "crash-marker"),
         faults=faults,
         release=partial(release_unacked, app.consumer),
         on_fenced=on_fenced,
+        tracker=tracker,
     )
 
 

@@ -166,12 +166,15 @@ ISOLATION_TIMEOUT_S = 60.0
 
 
 async def isolate(value: bytes | None, env: dict[str, str] | None = None,
-                  timeout_s: float = ISOLATION_TIMEOUT_S) -> Verdict:
-    """Run the risky step on ``value`` in a child process; did it die there too?"""
+                  timeout_s: float = ISOLATION_TIMEOUT_S, kind: str = "request") -> Verdict:
+    """Run the risky step on ``value`` in a child process; did it die there too?
+
+    ``kind``: which step (``request`` or ``command``, :func:`streams.intake.risky_step`).
+    """
     if value is None:
         return Verdict(False, None, "tombstone")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streams.poison", stdin=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "streams.poison", kind, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
     try:
         out, _ = await asyncio.wait_for(proc.communicate(value), timeout_s)
@@ -195,7 +198,7 @@ def _last_stage(out: bytes) -> Stage:
     return stage
 
 
-def _run_risky_step(value: bytes) -> None:
+def _run_risky_step(value: bytes, kind: str = "request") -> None:
     """The child's side: the same pure steps the agent runs, reporting each stage."""
     from streams.intake import risky_step  # the worker's own code, not a copy
 
@@ -203,10 +206,10 @@ def _run_risky_step(value: bytes) -> None:
         sys.stdout.write(f"{int(stage)}\n")
         sys.stdout.flush()
 
-    risky_step(value, report)
+    risky_step(value, report, kind)
     sys.stdout.write("ok\n")
     sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    _run_risky_step(sys.stdin.buffer.read())
+    _run_risky_step(sys.stdin.buffer.read(), sys.argv[1] if len(sys.argv) > 1 else "request")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
@@ -27,15 +28,17 @@ from faust.types import TP, EventT, Message, TopicT
 from streams import events, intake, lifecycle, ownership
 from streams.app import LinkTable
 from streams.config import Settings
-from streams.connectors.base import LinkCreated, Rejected, link_reference
+from streams.connectors.base import LinkCreated, Rejected, StatusReport, link_reference
 from streams.connectors.registry import PROVIDERS
 from streams.connectors.routing import Route, Unroutable, route_existing
 from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
 from streams.link_creation import CallCount, CreationResult, InDoubt, LinkCreator, RetriesExhausted
+from streams.link_tracking import LinkTracker, TrackingMessage
 from streams.ownership import Fenced, current_epoch, require_ownership
 from streams.partitioning import home_partition
 from streams.poison import CrashMarker, Stage, Verdict, isolate
+from streams.polling import PollPolicy, next_poll_at
 from streams.unresolved import UnresolvedEntry, parked
 
 log = logging.getLogger(__name__)
@@ -56,8 +59,12 @@ class RequestProcessor:
                  unresolved: Any = None, marker: CrashMarker | None = None,
                  faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time,
                  release: Callable[[Message], None] | None = None,
-                 on_fenced: Callable[[TP, Fenced], None] | None = None) -> None:
+                 on_fenced: Callable[[TP, Fenced], None] | None = None,
+                 tracker: LinkTracker | None = None) -> None:
         self.settings = settings
+        self.tracker = tracker  # a created link's life (None: requests only, in unit tests)
+        self.poll_policy = PollPolicy(min_s=settings.poll_min_s, max_s=settings.poll_max_s,
+                                      reversal_watch_s=settings.reversal_watch_s)
         self.links = links
         self.unresolved = unresolved if unresolved is not None else {}
         self.routed, self.created, self.failed, self.dead_letter = routed, created, failed, dead_letter
@@ -76,6 +83,11 @@ class RequestProcessor:
 
     async def accept(self, event: EventT[Any]) -> None:
         message = event.message
+        if message.topic == self.settings.topics.reports:
+            await self._accept_report(event)
+            return
+        kind = intake.COMMAND if message.topic == self.settings.topics.cancel_requested \
+            else intake.REQUEST
         source = events.SourceRecord(
             topic=message.topic, partition=message.partition, offset=message.offset,
             # aiokafka delivers headers as a list of pairs (the Mapping form is for sends).
@@ -91,7 +103,7 @@ class RequestProcessor:
             if suspect.confirmed:  # judged before, but its offset was not committed then
                 verdict = Verdict(True, suspect.stage, "judged poison before")
             else:
-                verdict = await isolate(source.value, env=dict(os.environ))
+                verdict = await isolate(source.value, env=dict(os.environ), kind=kind)
             marker.judged(suspect, poison=verdict.poison, stage=verdict.stage)
             if verdict.poison:
                 log.error("%s crashed this worker before, and an isolated run of it died too "
@@ -100,7 +112,8 @@ class RequestProcessor:
                 # The published detail is the same whichever run judged it (the first
                 # isolated run, or a restart that finds it judged before): a redelivered
                 # record's failure is re-published with one content under its id.
-                await self._submit_poison(event, source, once, verdict.stage, POISON_DETAIL)
+                await self._submit_poison(event, source, once, verdict.stage, POISON_DETAIL,
+                                          kind)
                 return
             log.warning("%s was in the risky step when this worker last died, but an isolated "
                         "run survived it (%s): handling it as usual", once, verdict.detail)
@@ -111,23 +124,112 @@ class RequestProcessor:
             if marker is not None:
                 marker.stage(stage)
 
+        result: intake.Intake | intake.CommandIntake
         try:
             if marker is not None:
                 marker.enter(source.topic, source.partition, source.offset)
-            result = intake.classify(source.value, self.settings, self.faults, report)
+            if kind == intake.COMMAND:
+                result = intake.classify_cancel(source.value, report)
+            else:
+                result = intake.classify(source.value, self.settings, self.faults, report)
         except Exception as exc:  # a bug (or a fault) in the intake step: route, never crash
             self.contained += 1
             log.error("intake of %s raised %s in stage %s", once, _describe(exc),
                       reached[0].name.lower())
-            await self._submit_poison(event, source, once, reached[0], _describe(exc))
+            await self._submit_poison(event, source, once, reached[0], _describe(exc), kind)
             return
         finally:
             if marker is not None:
                 marker.clear()
         await self._dispatch(event, source, once, result)
 
+    async def _accept_report(self, event: EventT[Any]) -> None:
+        """A record of the provider-reports topic: written by the workers themselves
+        (verified webhooks, polls due, expiries), so parsing it is not risky input."""
+        message = event.message
+        once = f"{message.topic}/{message.partition}/{message.offset}"
+        try:
+            tracking = TrackingMessage.from_bytes(message.value)
+        except Exception as exc:
+            source = events.SourceRecord(
+                topic=message.topic, partition=message.partition, offset=message.offset,
+                key=message.key, value=message.value,
+                headers=list(cast("Sequence[tuple[str, bytes | None]]", message.headers or ())),
+                timestamp=message.timestamp)
+            log.error("dead-lettering %s: not a provider-reports record (%s)", once,
+                      _describe(exc))
+            await self.in_flight.submit(event, once, partial(
+                self._publish, self.dead_letter, events.outcome_record_key(source.key),
+                events.dead_letter_event(source, events.Unparseable(
+                    "unparseable", f"not a provider-reports record: {_describe(exc)}"))))
+            return
+        key = tracking.reference if tracking.link_key is None \
+            else link_reference(tracking.link_key)
+        await self.in_flight.submit(event, key, partial(self._track, tracking, once))
+
+    async def _track(self, tracking: TrackingMessage, once: str) -> None:
+        """Apply a report, poll or expiry; contained: it never stops the partition."""
+        if self.tracker is None:
+            return
+        try:
+            await self.tracker.on_message(tracking)
+        except Fenced:
+            raise
+        except Exception as exc:
+            # Nothing here creates a link: at worst a status change is stored but not yet
+            # told, which the next report or poll of the link publishes.
+            self.contained += 1
+            log.error("applying %s %s (%s) raised %s; the link's next poll reads it again",
+                      tracking.kind, once, tracking.reference, _describe(exc), exc_info=exc)
+
+    async def _track_cancel(self, valid: intake.ValidCancel,
+                            source: lifecycle.SourceOffset) -> None:
+        if self.tracker is None:
+            return
+        try:
+            await self.tracker.on_cancel(valid.command, source)
+        except Fenced:
+            raise
+        except Exception as exc:
+            self.contained += 1
+            log.error("cancelling %s raised %s", valid.key, _describe(exc), exc_info=exc)
+            await self._send(self.tracker.cancel_failed, valid.key.encode(), events.encode(
+                events.cancel_failed_event(
+                    link_key_=valid.key, request_event_id=None,
+                    command_event_id=valid.command.get("event_id"), connector=None,
+                    payout_status=None, connector_status=None, code="processing_error",
+                    message=f"cancelling failed: {_describe(exc)}", field=None,
+                    source=source)), None)
+
     async def _dispatch(self, event: EventT[Any], source: events.SourceRecord, once: str,
-                        result: intake.Intake) -> None:
+                        result: intake.Intake | intake.CommandIntake) -> None:
+        if isinstance(result, intake.ValidCancel):
+            offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset,
+                                            source.timestamp)
+            await self.in_flight.submit(event, result.reference,
+                                        partial(self._track_cancel, result, offset))
+            return
+        if isinstance(result, intake.InvalidCommand):
+            log.info("invalid cancel command %s: %s (%s)", once, result.problem.field,
+                     result.problem.message)
+            key = events.request_link_key(result.command)
+            if key is None or self.tracker is None:
+                dead = events.dead_letter_event(source, events.Unparseable(
+                    "invalid_command", f"{result.problem.field}: {result.problem.message}"))
+                await self.in_flight.submit(event, once, partial(
+                    self._publish, self.dead_letter, events.outcome_record_key(source.key),
+                    dead))
+                return
+            failure = events.cancel_failed_event(
+                link_key_=key, request_event_id=None,
+                command_event_id=result.command.get("event_id")
+                if isinstance(result.command.get("event_id"), str) else None,
+                connector=None, payout_status=None, connector_status=None,
+                code="invalid_command", message=result.problem.message,
+                field=result.problem.field, source=source)
+            await self.in_flight.submit(event, once, partial(
+                self._publish, self.tracker.cancel_failed, key.encode(), failure))
+            return
         if isinstance(result, events.Unparseable):
             log.warning("dead-lettering %s: %s", once, result.message)
             await self.in_flight.submit(event, once, partial(
@@ -152,17 +254,21 @@ class RequestProcessor:
             return
         offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset,
                                         source.timestamp)
-        await self.in_flight.submit(event, key, partial(self.handle, result, offset))
+        # Keyed by the link's reference: its webhooks, polls and cancels (which name the
+        # reference) run in order with its settlement.
+        await self.in_flight.submit(event, result.reference, partial(self.handle, result, offset))
 
     async def _submit_poison(self, event: EventT[Any], source: events.SourceRecord, once: str,
-                             stage: Stage | None, detail: str) -> None:
+                             stage: Stage | None, detail: str, kind: str = intake.REQUEST,
+                             ) -> None:
         """A record whose intake raised or crashed: a request failure, else a dead letter.
 
         Nothing was written and no provider was called for it, so it can only be a
-        failure of this request, never of a link.
+        failure of this request, never of a link. A command is dead-lettered.
         """
         request = None
-        if stage is not None and stage > Stage.PARSE:  # it parsed once: parsing is safe
+        if kind == intake.REQUEST and stage is not None and stage > Stage.PARSE:
+            # it parsed once: parsing is safe
             try:
                 parsed = events.parse_request(source.value)
                 request = parsed if isinstance(parsed, dict) else None
@@ -198,15 +304,15 @@ class RequestProcessor:
             if self.links.unrecovered is not None:  # the worker is crashing: touch nothing
                 raise Fenced(ownership.current_partition(), "the link table could not be "
                              f"recovered ({self.links.unrecovered!r})")
-            raw = self.links.get(valid.key)
+            table_key, raw = self.links.find(valid.key)
             record = lifecycle.LinkRecord.from_bytes(raw) if raw is not None else None
-            await self._handle(valid, source, record, progress)
+            await self._handle(valid, source, table_key, record, progress)
         except Fenced:
             raise  # not ours (provably): touch nothing more; the next owner redoes it
         except Exception as exc:
             await self._contain(exc, valid, source, record, progress)
 
-    async def _handle(self, valid: intake.Valid, source: lifecycle.SourceOffset,
+    async def _handle(self, valid: intake.Valid, source: lifecycle.SourceOffset, table_key: str,
                       record: lifecycle.LinkRecord | None, progress: CallCount) -> None:
         request, key = valid.request, valid.key
         fingerprint = events.request_fingerprint(request)
@@ -233,7 +339,8 @@ class RequestProcessor:
         connector = routing.connector if isinstance(routing, Route) else (
             record.connector if record is not None else "")
         decision = lifecycle.decide(record, link_key=key, fingerprint=fingerprint,
-                                    connector=connector, reference=link_reference(key),
+                                    connector=connector,
+                                    reference=valid.reference or link_reference(key),
                                     source=source, started_at=events.now_iso(),
                                     request_event_id=request.get("event_id"))
         if isinstance(decision, lifecycle.AlreadySettled):
@@ -242,7 +349,7 @@ class RequestProcessor:
         if isinstance(decision, lifecycle.Republish):
             await self._publish_outcome(key, decision.outcome)
             if record is not None and not record.outcome_published:
-                self.links[key] = lifecycle.published(record).to_bytes(current_epoch())
+                self.links[table_key] = lifecycle.published(record).to_bytes(current_epoch())
             self._resolved(key)
             return
         if isinstance(decision, lifecycle.Conflict):
@@ -262,16 +369,16 @@ class RequestProcessor:
                 return
             routing = existing
         assert isinstance(routing, Route)
-        await self._create(request, key, decision, routing, valid.call, progress)
+        await self._create(request, key, table_key, decision, routing, valid.call, progress)
 
-    async def _create(self, request: Mapping[str, Any], key: str,
+    async def _create(self, request: Mapping[str, Any], key: str, table_key: str,
                       decision: lifecycle.StartCreation, routing: Route,
                       call: Any, progress: CallCount) -> None:
         record = decision.record
         if not decision.lookup_first:
             require_ownership()
             await self.links.put_durably(  # before any provider call
-                key, record.to_bytes(current_epoch()))
+                table_key, record.to_bytes(current_epoch()))
         creator = self.creators[record.connector]
         result, calls = await creator.create_link(
             request, record.reference, routing.account, lookup_first=decision.lookup_first,
@@ -283,19 +390,35 @@ class RequestProcessor:
             return
         outcome = self._outcome_event(request, record, record.connector, result)
         created = isinstance(result, LinkCreated)
-        record = lifecycle.settled(record, outcome, created=created,
-                                   provider_calls=record.provider_calls + calls)
+        state = self._initial_state(record, outcome, result) if created else None
+        record = lifecycle.settled(
+            record, outcome, created=created, provider_calls=record.provider_calls + calls,
+            state=state, next_poll_at=None if state is None else next_poll_at(
+                self._clock(), self._clock(), state, self.poll_policy, random.random))
         require_ownership()
         if not created:
             # A failure must be remembered before it is told: on a redelivery the
             # provider might now accept what it rejected, and two outcomes would exist.
-            self.links[key] = record.to_bytes(current_epoch())
+            self.links[table_key] = record.to_bytes(current_epoch())
         # A created link needs no such write: until the one below lands, a redelivery
         # finds `creating`, looks the link up, and publishes the same event again.
         await self._publish_outcome(key, outcome)
         require_ownership()
-        self.links[key] = lifecycle.published(record).to_bytes(current_epoch())
+        self.links[table_key] = lifecycle.published(record).to_bytes(current_epoch())
         self._resolved(key)
+
+    def _initial_state(self, record: lifecycle.LinkRecord, outcome: Mapping[str, Any],
+                       result: CreationResult) -> lifecycle.LinkState | None:
+        """The link's status as the create (or the lookup) answered: where its life
+        after creation starts, and what later reports are compared with."""
+        assert isinstance(result, LinkCreated)
+        provider = PROVIDERS.get(record.connector)
+        if provider is None:
+            return None
+        report = StatusReport(result.connector_status, reference=record.reference,
+                              connector_payout_id=result.connector_payout_id)
+        return lifecycle.link_state(provider.lifecycle, report, source=lifecycle.CREATE,
+                                    received_at=outcome["occurred_at"])
 
     @classmethod
     def _outcome_event(cls, request: Mapping[str, Any], record: lifecycle.LinkRecord,
@@ -347,7 +470,7 @@ class RequestProcessor:
                       key, reason, exc_info=exc)
             self._park(key, request, reason)
             return
-        raw = self.links.get(key)
+        table_key, raw = self.links.find(key)
         now = lifecycle.LinkRecord.from_bytes(raw) if raw is not None else None
         if now is not None and now.status in lifecycle.TERMINAL and not now.outcome_published:
             # The link's outcome is decided but not told: re-driving publishes it.
@@ -364,9 +487,9 @@ class RequestProcessor:
                                           field=None, connector=now.connector)
             settled = lifecycle.settled(now, failure, created=False,
                                         provider_calls=now.provider_calls)
-            self.links[key] = settled.to_bytes(current_epoch())
+            self.links[table_key] = settled.to_bytes(current_epoch())
             await self._send(self.failed, key.encode(), events.encode(failure), None)
-            self.links[key] = lifecycle.published(settled).to_bytes(current_epoch())
+            self.links[table_key] = lifecycle.published(settled).to_bytes(current_epoch())
             return
         # Nothing was written for this request (or its link is settled already): it
         # fails on its own and says nothing about the link.
@@ -427,8 +550,10 @@ class RequestProcessor:
         await self._send(topic, key, events.encode(event), None)
 
     @staticmethod
-    async def _send(topic: TopicT, key: bytes | None, value: bytes | None,
-                    partition: int | None) -> None:
+    async def send(topic: TopicT, key: bytes | None, value: bytes | None,
+                   partition: int | None) -> None:
         """Returns only once the broker has the record (acks=all)."""
         delivery = await topic.send(key=key, value=value, partition=partition)
         await delivery
+
+    _send = send

@@ -7,6 +7,7 @@ nothing was created, and the settlement's backoff decides when to try again.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory
@@ -16,16 +17,17 @@ from streams.connectors.base import ProviderOutcome, Transient, Unknown
 from streams.ownership import Fenced
 
 Send = Callable[[], Awaitable[ProviderOutcome]]
+T = TypeVar("T")
 
 
 class _ProviderUnhealthy(Exception):
     """Raised inside the breaker so it counts the answer as a failure."""
 
-    def __init__(self, answer: ProviderOutcome) -> None:
+    def __init__(self, answer: Any) -> None:
         self.answer = answer
 
 
-def unhealthy(answer: ProviderOutcome) -> bool:
+def unhealthy(answer: object) -> bool:
     """Server errors and calls that got no answer; a rejection or throttling is not the
     provider being down, and the breaker's own refusals are not counted again."""
     if isinstance(answer, Unknown):
@@ -43,7 +45,8 @@ class ProviderGuard:
         self._breakers = AsyncCircuitBreakerFactory(default_threshold=failure_threshold,
                                                     default_ttl=open_seconds)
 
-    async def call(self, send: Send, circuit: str | None = None) -> ProviderOutcome:
+    async def call(self, send: Callable[[], Awaitable[T]],
+                   circuit: str | None = None) -> T | Transient:
         """``send`` under the rate limit and the breaker of ``circuit`` (default: the
         connector's own; :meth:`~streams.connectors.provider.Provider.circuit`)."""
         fenced: Fenced | None = None
@@ -63,7 +66,8 @@ class ProviderGuard:
                         raise _ProviderUnhealthy(answer)
                     return answer
         except _ProviderUnhealthy as failure:
-            return failure.answer
+            answer_: T = failure.answer
+            return answer_
         except OpenedState:
             return Transient(f"circuit_open:{circuit}")
         assert fenced is not None  # the only way out of the block without returning

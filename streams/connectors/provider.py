@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from streams.connectors.base import ProviderOutcome, Unsupported
+from streams.connectors.base import (
+    CancelOutcome,
+    LinkLifecycle,
+    LinkRef,
+    ProviderOutcome,
+    StatusOutcome,
+    Unsupported,
+    WebhookReceiver,
+)
 
 
 class CredentialError(ValueError):
@@ -55,6 +63,16 @@ class ProviderClient(Protocol):
         owner's lookup reports the link as the owner that created it did."""
         ...
 
+    async def status(self, link: LinkRef, account: Any) -> StatusOutcome:
+        """The link's current status at the provider (a poll). A refusal or an error
+        proves nothing about the link: the caller polls again later."""
+        ...
+
+    async def cancel(self, link: LinkRef, account: Any) -> CancelOutcome:
+        """Ask the provider to cancel (deactivate, void) the link. ``NotCancellable``
+        when its state forbids it; ``Unknown`` when the call may have cancelled it."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -64,6 +82,11 @@ class Provider(Protocol):
     base_url_env: str  # the variable that overrides default_base_url
     default_base_url: str
     dev_account: Mapping[str, Any] | None  # the simulator's account, when none is configured
+    lifecycle: LinkLifecycle  # the link's states after creation, as pure rules
+    webhooks: WebhookReceiver | None  # None: the provider sends none we can verify (polled)
+    # Whether the provider itself expires a link at the expiry we sent; if not, the
+    # processor cancels it once ``expires_at`` has passed.
+    expires_links: bool
 
     def parse_account(self, raw: Mapping[str, Any]) -> Any:
         """Typed credentials from configuration; raises :class:`CredentialError`."""
@@ -88,3 +111,7 @@ class Provider(Protocol):
 
     def client(self, endpoint: Endpoint) -> ProviderClient:
         """The worker's client for this provider."""
+
+    def webhook_secrets(self, account: Any) -> tuple[bytes, ...]:
+        """Every secret a webhook for this merchant may be signed with (new and old
+        during a rotation); empty when none is configured (webhooks are refused)."""

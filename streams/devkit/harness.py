@@ -37,7 +37,10 @@ OUTCOME_TOPICS = (TOPICS.created, TOPICS.failed, TOPICS.dead_letter)
 
 async def create_topics(bootstrap: str, partitions: int,
                         names: Iterable[str] = (TOPICS.requested, TOPICS.routed, TOPICS.created,
-                                                TOPICS.failed, TOPICS.dead_letter)) -> None:
+                                                TOPICS.failed, TOPICS.dead_letter,
+                                                TOPICS.status_changed, TOPICS.reports,
+                                                TOPICS.cancel_requested,
+                                                TOPICS.cancel_failed)) -> None:
     """Create the pipeline's topics up front, so partition counts are what we chose."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -219,7 +222,7 @@ class Outcomes:
     arrival: dict[str, float] = field(default_factory=dict)  # link key -> first arrival
 
     def add(self, topic: str, event: dict[str, Any]) -> None:
-        self.by_topic[topic].append(event)
+        self.by_topic.setdefault(topic, []).append(event)
         key = outcome_key(event)
         self.arrival.setdefault(key, time.monotonic())
 
@@ -255,8 +258,9 @@ async def stop_consuming(task: asyncio.Task[None] | None,
 class OutcomeReader:
     """Consumes the outcome topics from the beginning, in the background."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, topics: Iterable[str] = OUTCOME_TOPICS) -> None:
         self.bootstrap = bootstrap
+        self.topics = tuple(topics)
         self.outcomes = Outcomes()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -264,7 +268,7 @@ class OutcomeReader:
 
     async def __aenter__(self) -> OutcomeReader:
         self._consumer = AIOKafkaConsumer(
-            *OUTCOME_TOPICS, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+            *self.topics, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
             enable_auto_commit=False, group_id=None, metadata_max_age_ms=2000)
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())

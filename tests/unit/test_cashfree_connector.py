@@ -24,11 +24,15 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from streams import events
 from streams.connectors.base import (
+    Cancelled,
     HttpAnswer,
     HttpCall,
     LinkCreated,
+    LinkRef,
+    NotCancellable,
     NotFound,
     Rejected,
+    StatusReport,
     Transient,
     Unknown,
     Unsupported,
@@ -1006,3 +1010,183 @@ async def test_a_new_owner_finds_the_cashgram_with_the_expiry_its_creator_report
         assert (await new_owner.lookup(REF, SIM_ACCOUNT)).expires_at is None  # what it fixes
     finally:
         await new_owner.aclose()
+
+
+# --- after creation: poll and deactivate (pure) -----------------------------------------
+
+LINK = LinkRef(REF, "1234567")
+DEACTIVATED = answer(200, {"status": "SUCCESS", "subCode": "200",
+                           "message": f"Cashgram with id - {REF} successfully deactivated!"})
+
+
+def test_status_and_cancel_calls_name_the_cashgram_by_our_reference() -> None:
+    call = connector.status_call(LINK)
+    assert (call.method, call.path, dict(call.params), call.json) == (
+        "GET", "/payout/v1/getCashgramStatus", {"cashgramId": REF}, None)
+    call = connector.cancel_call(LINK)
+    assert (call.method, call.path, call.json) == (
+        "POST", "/payout/v1/deactivateCashgram", {"cashgramId": REF})
+
+
+@pytest.mark.parametrize("status", ["ACTIVE", "PENDING", "REDEEMED", "REVERSED", "EXPIRED",
+                                    "DEACTIVATED", "FAILED", "ON_HOLD"])
+def test_a_polled_cashgram_reports_its_raw_status(status: str) -> None:
+    assert connector.read_status(status_answer(status), LINK) == StatusReport(
+        status, reference=REF, connector_payout_id="1234567")
+
+
+def test_a_polled_status_sent_on_http_200_style_is_read_the_same() -> None:
+    assert connector.read_status(error(404, "cashgram_not_found", "gone", http=200),
+                                 LINK) == NotFound()
+
+
+@pytest.mark.parametrize("reply", [
+    status_answer("ACTIVE", reference="pl_someone_else"),  # never adopt another Cashgram
+    answer(200, {"status": "SUCCESS", "data": {"cashgramStatus": "ACTIVE", "cashgramId": REF,
+                                               "referenceId": 999}}),
+    answer(200, {"status": "SUCCESS", "data": {"cashgramStatus": {"x": 1}, "cashgramId": REF}}),
+    answer(200, {"status": "SUCCESS", "data": {"cashgramStatus": "active!"}}),
+    answer(200, {"status": "SUCCESS"}), answer(200, b"garbage"), answer(200, {"status": "OK"}),
+])
+def test_a_poll_answer_we_cannot_read_proves_nothing(reply: HttpAnswer) -> None:
+    out = connector.read_status(reply, LINK)
+    assert isinstance(out, Transient) and out.status_code == 200
+
+
+def test_poll_errors_by_status_code_class() -> None:
+    assert connector.read_status(NOT_FOUND, LINK) == NotFound()
+    assert connector.read_status(error(404, None, f"Cashgram with id {REF} does not exists"),
+                                 LINK) == NotFound()  # real v1: no code
+    for reply in (error(404, "not_found", "Requested URL not found"),
+                  answer(404, b"<html>Not Found</html>"), error(400, "bad_request", "?"),
+                  error(422, "cashgram_id_missing", "cashgramId is missing")):
+        out = connector.read_status(reply, LINK)  # a 404 that is not Cashfree's proves nothing
+        assert isinstance(out, Rejected) and out.code == "provider_rejected"
+    for reply in (error(401, "authentication_failed", "no"), error(403, None, "IP not whitelisted"),
+                  TOKEN_REFUSED):
+        out = connector.read_status(reply, LINK)
+        assert isinstance(out, Rejected) and out.code == "provider_authentication_failed"
+    assert connector.read_status(error(429, "rate_limit_exceeded", "slow down",
+                                       headers={"Retry-After": "2"}), LINK) == Transient(
+        "throttled", 429, 2.0)
+    for reply in (error(500, "internal_error", "?"), error(520, "unknown_error", "?"),
+                  GATEWAY_502, GATEWAY_504):
+        out = connector.read_status(reply, LINK)
+        assert isinstance(out, Unknown) and out.reason == "provider_unavailable"
+
+
+def test_a_deactivated_cashgram_is_cancelled() -> None:
+    assert connector.read_cancel(DEACTIVATED, LINK) == Cancelled(None)
+    assert connector.read_cancel(answer(200, b"??"), LINK) == Unknown("unreadable_success_body",
+                                                                      200)
+
+
+@pytest.mark.parametrize("reply, status", [
+    (error(422, "cashgram_not_active",
+           f"Cashgram with id {REF} is not active, current status REDEEMED"), "REDEEMED"),
+    (error(422, "cashgram_not_active", "not active, current status EXPIRED", http=200),
+     "EXPIRED"),
+    (error(422, None, f"Cashgram with id {REF} is not active, current status DEACTIVATED"),
+     "DEACTIVATED"),  # real v1: read from the message
+    (error(400, None, "Cashgram already redeemed"), None),
+])
+def test_a_cashgram_that_is_not_active_is_not_cancellable(reply: HttpAnswer,
+                                                          status: str | None) -> None:
+    out = connector.read_cancel(reply, LINK)
+    assert isinstance(out, NotCancellable) and out.connector_status == status
+    assert out.message == orjson.loads(reply.body)["message"]
+
+
+def test_cancel_errors_by_status_code_class() -> None:
+    absent = connector.read_cancel(NOT_FOUND, LINK)
+    assert isinstance(absent, Rejected) and (absent.code, absent.status_code) == (
+        "link_not_found", 404)
+    for reply in (error(422, "cashgram_id_missing", "cashgramId is missing"),
+                  error(400, "bad_request", "Request body should be a JSON object"),
+                  error(404, "not_found", "Requested URL not found")):
+        out = connector.read_cancel(reply, LINK)
+        assert isinstance(out, Rejected) and out.code == "provider_rejected"
+    for reply in (error(401, "authentication_failed", "no"), TOKEN_REFUSED):
+        out = connector.read_cancel(reply, LINK)
+        assert isinstance(out, Rejected) and out.code == "provider_authentication_failed"
+    assert connector.read_cancel(error(429, "rate_limit_exceeded", "?"), LINK) == Transient(
+        "throttled", 429, None)
+    for reply in (error(500, "internal_error", "?"), error(520, "unknown_error", "?"),
+                  GATEWAY_502, GATEWAY_504):
+        out = connector.read_cancel(reply, LINK)  # it may have been deactivated
+        assert isinstance(out, Unknown) and out.reason == "provider_unavailable"
+    out = connector.read_cancel(answer(200, {"status": "ERROR", "message": "no subCode"}), LINK)
+    assert out == Unknown("unreadable_answer", 200)
+
+
+async def test_a_refused_token_is_renewed_for_a_poll_and_a_cancel() -> None:
+    transport = ScriptedTransport([TOKEN_REFUSED, status_answer("ACTIVE"),
+                                   TOKEN_REFUSED, DEACTIVATED])
+    client = scripted_client(transport)
+    assert await client.status(LINK, ACCOUNT) == StatusReport("ACTIVE", reference=REF,
+                                                             connector_payout_id="1234567")
+    assert await client.cancel(LINK, ACCOUNT) == Cancelled(None)
+    assert [h["Authorization"] for h in transport.auth_headers] == [
+        "Bearer token-1", "Bearer token-2", "Bearer token-2", "Bearer token-3"]
+
+
+async def test_refused_credentials_are_a_refusal_of_the_poll_and_the_cancel() -> None:
+    refused = error(401, "authentication_failed", "Invalid clientId and clientSecret combination")
+    transport = ScriptedTransport([])
+    transport.authorize = [refused]
+    client = scripted_client(transport)
+    for out in (await client.status(LINK, ACCOUNT), await client.cancel(LINK, ACCOUNT)):
+        assert isinstance(out, Rejected) and out.code == "provider_authentication_failed"
+    assert transport.calls == []  # nothing was sent
+
+
+async def test_the_client_polls_and_deactivates_at_the_simulator(cashfree: Cashfree) -> None:
+    created, _ = await cashfree.settle(request())
+    assert isinstance(created, LinkCreated)
+    link = LinkRef(REF, created.connector_payout_id)
+    assert await cashfree.client.status(link, SIM_ACCOUNT) == StatusReport(
+        "ACTIVE", reference=REF, connector_payout_id=created.connector_payout_id)
+    assert await cashfree.client.cancel(link, SIM_ACCOUNT) == Cancelled(None)
+    polled = await cashfree.client.status(link, SIM_ACCOUNT)
+    assert isinstance(polled, StatusReport) and polled.connector_status == "DEACTIVATED"
+    again = await cashfree.client.cancel(link, SIM_ACCOUNT)
+    assert again == NotCancellable(f"Cashgram with id {REF} is not active, current status "
+                                   "DEACTIVATED", "DEACTIVATED")
+    gone = LinkRef(link_reference("m:never"), "1")
+    assert await cashfree.client.status(gone, SIM_ACCOUNT) == NotFound()
+    absent = await cashfree.client.cancel(gone, SIM_ACCOUNT)
+    assert isinstance(absent, Rejected) and absent.code == "link_not_found"
+
+
+async def test_a_redeemed_cashgram_polls_redeemed_and_cannot_be_deactivated(
+        cashfree: Cashfree) -> None:
+    created, _ = await cashfree.settle(request())
+    assert isinstance(created, LinkCreated)
+    link = LinkRef(REF, created.connector_payout_id)
+    cashfree.sim._transition(cashfree.sim.by_reference[REF][0], "REDEEMED", cashfree.sim.now(), "t")
+    polled = await cashfree.client.status(link, SIM_ACCOUNT)
+    assert isinstance(polled, StatusReport) and polled.connector_status == "REDEEMED"
+    refused = await cashfree.client.cancel(link, SIM_ACCOUNT)
+    assert isinstance(refused, NotCancellable) and refused.connector_status == "REDEEMED"
+
+
+async def test_the_simulators_faults_on_poll_and_deactivate(cashfree: Cashfree) -> None:
+    created, _ = await cashfree.settle(request())
+    assert isinstance(created, LinkCreated)
+    link = LinkRef(REF, created.connector_payout_id)
+    cashfree.sim.config.apply({"errors_as_http_200": True})
+    gone = LinkRef(link_reference("m:never"), "1")
+    assert await cashfree.client.status(gone, SIM_ACCOUNT) == NotFound()  # read by subCode
+    cashfree.sim.config.apply({"errors_as_http_200": False, "faults_on_reads": True,
+                               "faults_on_deactivate": True, "throttle_429": 1.0})
+    for out in (await cashfree.client.status(link, SIM_ACCOUNT),
+                await cashfree.client.cancel(link, SIM_ACCOUNT)):
+        assert isinstance(out, Transient) and out.reason == "throttled"
+    cashfree.sim.config.apply({"throttle_429": 0.0, "lost_after_create": 1.0})
+    lost = await cashfree.client.cancel(link, SIM_ACCOUNT)  # deactivated, answer dropped
+    assert isinstance(lost, Unknown) and lost.reason.startswith("no_answer")
+    assert cashfree.sim.by_reference[REF][0].status == "DEACTIVATED"
+    cashfree.sim.revoke_tokens()
+    cashfree.sim.config.apply({"lost_after_create": 0.0})
+    polled = await cashfree.client.status(link, SIM_ACCOUNT)  # a revoked token is renewed
+    assert isinstance(polled, StatusReport) and polled.connector_status == "DEACTIVATED"

@@ -37,6 +37,9 @@ class FakeTable(dict):
     async def put_durably(self, key: str, value: bytes) -> None:
         self[key] = value
 
+    def find(self, link_key: str) -> tuple[str, bytes | None]:
+        return lifecycle.find_record(self.get, link_key)
+
 
 class FakeSettler:
     """Answers with ``result``; counts a call first, like the real settler, unless told."""
@@ -156,7 +159,7 @@ async def test_a_bug_after_creating_is_written_but_before_any_call_fails_the_lin
     assert failure["scope"] == "link" and failure["payout_status"] == "FAILED"
     assert failure["error"]["code"] == "processing_error"
     assert_schema_valid(failure)
-    record = lifecycle.LinkRecord.from_bytes(links[key_of(request).decode()])
+    record = lifecycle.LinkRecord.from_bytes(links.find(key_of(request).decode())[1])
     assert record.status is lifecycle.LinkStatus.FAILED and record.outcome_published
     assert not unresolved and event.acked == [0]
     # A re-send gets the same failure, unchanged: one outcome for the link.
@@ -178,7 +181,7 @@ async def test_a_bug_after_a_provider_call_leaves_the_link_unresolved_never_fail
     await feed(p, first, second)
     assert topics["failed"].sent == []  # never failed: a link may exist
     key = key_of(request).decode()
-    assert lifecycle.LinkRecord.from_bytes(links[key]).status is lifecycle.LinkStatus.CREATING
+    assert lifecycle.LinkRecord.from_bytes(links.find(key)[1]).status is lifecycle.LinkStatus.CREATING
     entry = UnresolvedEntry.from_bytes(unresolved[key])
     assert entry.attempts == 1 and "InjectedFault" in entry.reason and entry.request == request
     assert first.acked == [0] and second.acked == [1]  # the partition moved on
@@ -211,7 +214,7 @@ async def test_a_failure_stored_but_not_published_is_republished_not_retried() -
     request = valid(1, "poison-f")
     await feed(p, record_for(request))
     key = key_of(request).decode()
-    assert lifecycle.LinkRecord.from_bytes(links[key]).status is lifecycle.LinkStatus.FAILED
+    assert lifecycle.LinkRecord.from_bytes(links.find(key)[1]).status is lifecycle.LinkStatus.FAILED
     assert key in unresolved and topics["failed"].sent == []
     p.faults = Faults("")
     await feed(p, record_for(request, 1))
@@ -334,7 +337,7 @@ async def test_a_link_still_in_doubt_after_the_budget_is_parked_not_failed() -> 
     await feed(p, event)
     key = key_of(request).decode()
     assert topics["failed"].sent == [] and topics["created"].sent == []
-    assert lifecycle.LinkRecord.from_bytes(links[key]).status is lifecycle.LinkStatus.CREATING
+    assert lifecycle.LinkRecord.from_bytes(links.find(key)[1]).status is lifecycle.LinkStatus.CREATING
     assert "lookup_refused" in UnresolvedEntry.from_bytes(unresolved[key]).reason
     assert event.acked == [0]
 

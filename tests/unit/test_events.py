@@ -180,7 +180,8 @@ def test_examples_match_their_schemas() -> None:
     examples = sorted((events.SCHEMA_DIR / "examples").glob("*.json"))
     assert {p.name.split(".")[0] for p in examples} >= {
         "payout-link-requested", "payout-link-created", "payout-link-failed",
-        "payout-link-dead-letter"}
+        "payout-link-dead-letter", "payout-link-status-changed", "payout-link-cancel-requested",
+        "payout-link-cancel-failed"}
     for path in examples:
         event = orjson.loads(path.read_bytes())
         assert_schema_valid(event)

@@ -12,7 +12,17 @@ import pytest
 import pytest_asyncio
 
 from streams.config import ConfigError, load_settings
-from streams.connectors.base import LinkCreated, NotFound, Rejected, Transient, Unknown
+from streams.connectors.base import (
+    Cancelled,
+    LinkCreated,
+    LinkRef,
+    NotCancellable,
+    NotFound,
+    Rejected,
+    StatusReport,
+    Transient,
+    Unknown,
+)
 from streams.connectors.guard import unhealthy
 from streams.connectors.prism import PROVIDER, PrismClient, transformers as tf
 from streams.connectors.prism.account import PrismAccount, parse_account
@@ -507,3 +517,179 @@ async def test_one_failing_prism_connector_opens_only_its_own_circuit() -> None:
     adyen, calls = await creator.create_link(request(), "pl_adyen", ACCOUNT,
                                              lookup_first=False, prepared=SENT)
     assert isinstance(adyen, LinkCreated) and calls == 1
+
+
+# --- after creation: status (Get) and cancel (Void) -----------------------------------
+
+LINK = LinkRef("pl_ref", "po_1")
+
+
+def get_ok(status: str | None = "SUCCESS", payout_id: str | None = "po_1",
+           **fields: Any) -> pb.PayoutServiceGetResponse:
+    return pb.PayoutServiceGetResponse.FromString(
+        ok(status, payout_id, **fields).SerializeToString())
+
+
+def void_ok(status: str | None = "CANCELLED", payout_id: str | None = "po_1",
+            **fields: Any) -> pb.PayoutServiceVoidResponse:
+    return pb.PayoutServiceVoidResponse.FromString(
+        ok(status, payout_id, **fields).SerializeToString())
+
+
+def test_status_and_void_requests_name_our_reference_and_the_connectors_id() -> None:
+    get = tf.status_request(LINK)
+    assert (get.merchant_payout_id, get.connector_payout_id) == ("pl_ref", "po_1")
+    void = tf.void_request(LINK)
+    assert (void.merchant_payout_id, void.connector_payout_id) == ("pl_ref", "po_1")
+    assert tf.VOID == "/types.PayoutService/Void"
+
+
+@pytest.mark.parametrize("status", PAYOUT_STATUSES)
+def test_every_payout_status_is_a_report_of_it(status: str) -> None:
+    assert tf.read_status(get_ok(status), LINK) == StatusReport(status, reference="pl_ref",
+                                                                connector_payout_id="po_1")
+    assert tf.read_status(get_ok(status, merchant_payout_id="pl_ref"), LINK) == StatusReport(
+        status, reference="pl_ref", connector_payout_id="po_1")
+
+
+@pytest.mark.parametrize("response", [
+    get_ok(status=None), get_ok(payout_id="po_other"), get_ok(merchant_payout_id="pl_other"),
+    get_ok("PENDING", error=pb.ErrorInfo(connector_details=pb.ConnectorErrorDetails(
+        code="x", message="failure body"))),
+], ids=["unspecified", "another payout id", "another reference", "failure body"])
+def test_a_get_answer_we_cannot_read_proves_nothing(response: pb.PayoutServiceGetResponse) -> None:
+    assert isinstance(tf.read_status(response, LINK), Transient)
+
+
+def test_a_status_our_proto_does_not_know_proves_nothing() -> None:
+    response = get_ok()
+    response.payout_status = 14  # a later Prism's NOT_PERMITTED  # type: ignore[assignment]
+    assert isinstance(tf.read_status(response, LINK), Transient)
+
+
+@pytest.mark.parametrize("code", ERROR_CODES, ids=lambda c: c.name)
+def test_every_grpc_code_on_a_polls_get(code: grpc.StatusCode) -> None:
+    outcome = tf.read_status_error(tf.RpcError(code, "said Prism"))
+    if code is grpc.StatusCode.NOT_FOUND:
+        assert outcome == NotFound()
+    elif code in DEFINITE:
+        assert isinstance(outcome, Rejected) and outcome.code == DEFINITE[code]
+    elif code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        assert outcome == Transient("throttled", 429) and not unhealthy(outcome)
+    else:
+        assert isinstance(outcome, Transient) and unhealthy(outcome), outcome
+
+
+def test_a_void_answered_ok_is_cancelled_with_its_status() -> None:
+    assert tf.read_void(void_ok(), LINK) == Cancelled(StatusReport(
+        "CANCELLED", reference="pl_ref", connector_payout_id="po_1"))
+    assert tf.read_void(void_ok(status=None), LINK) == Cancelled(None)  # unreadable: still void
+    assert isinstance(tf.read_void(void_ok(merchant_payout_id="pl_other"), LINK), Unknown)
+    assert isinstance(tf.read_void(void_ok(payout_id="po_other"), LINK), Unknown)
+
+
+def test_a_void_answered_ok_with_a_failure_body_cancelled_nothing() -> None:
+    error = pb.ErrorInfo(connector_details=pb.ConnectorErrorDetails(code="failure_body",
+                                                                    message="nope"))
+    outcome = tf.read_void(void_ok("PENDING", None, error=error), LINK)
+    assert isinstance(outcome, Rejected) and (outcome.code, outcome.message) == (
+        "provider_rejected", "nope")
+
+
+VOID_DEFINITE = {
+    grpc.StatusCode.INVALID_ARGUMENT: "provider_rejected",
+    grpc.StatusCode.NOT_FOUND: "link_not_found",
+    grpc.StatusCode.FAILED_PRECONDITION: "connector_flow_not_supported",
+    grpc.StatusCode.UNIMPLEMENTED: "connector_flow_not_supported",
+    grpc.StatusCode.UNAUTHENTICATED: "provider_authentication_failed",
+    grpc.StatusCode.PERMISSION_DENIED: "provider_authentication_failed",
+}
+
+
+@pytest.mark.parametrize("code", ERROR_CODES, ids=lambda c: c.name)
+def test_every_grpc_code_on_void(code: grpc.StatusCode) -> None:
+    outcome = tf.read_void_error(tf.RpcError(code, "said Prism"))
+    if code in VOID_DEFINITE:
+        assert isinstance(outcome, Rejected) and outcome.code == VOID_DEFINITE[code]
+        assert outcome.connector_details["reason"] == code.name
+    elif code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        assert outcome == Transient("throttled", 429)
+    else:  # the connector may have voided it: UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ...
+        assert isinstance(outcome, Unknown), outcome
+
+
+def test_a_void_refused_for_the_payouts_state_is_not_cancellable() -> None:
+    failure = connector_failure(400, "invalid_state", "Payout cannot be cancelled in status SUCCESS")
+    outcome = tf.read_void_error(tf.RpcError(failure.code, failure.message, _trailer(failure)))
+    assert outcome == NotCancellable("Payout cannot be cancelled in status SUCCESS", "SUCCESS")
+    plain = tf.read_void_error(tf.RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                                           "payout is not cancellable"))
+    assert plain == NotCancellable("payout is not cancellable", None)
+
+
+def test_prism_sends_no_webhooks_and_its_links_are_polled() -> None:
+    assert PROVIDER.webhooks is None
+    assert PROVIDER.webhook_secrets(ACCOUNT) == ()
+    assert PROVIDER.expires_links is False
+
+
+async def test_the_client_polls_and_voids_a_payout(make_prism: MakePrism) -> None:
+    prism = await make_prism()
+    created = await prism.client.create(SENT, ACCOUNT)
+    assert isinstance(created, LinkCreated)
+    link = LinkRef("pl_ref", created.connector_payout_id)
+    assert await prism.client.status(link, ACCOUNT) == StatusReport(
+        "REQUIRES_PAYOUT_METHOD_DATA", reference="pl_ref",
+        connector_payout_id=created.connector_payout_id)
+    cancelled = StatusReport("CANCELLED", reference="pl_ref",
+                             connector_payout_id=created.connector_payout_id)
+    assert await prism.client.cancel(link, ACCOUNT) == Cancelled(cancelled)
+    assert await prism.client.status(link, ACCOUNT) == cancelled
+    assert await prism.client.cancel(link, ACCOUNT) == Cancelled(cancelled)  # answered as is
+    payout = prism.sim.payouts[created.connector_payout_id]
+    assert payout.status == "CANCELLED"
+    assert payout.request_id == tf.request_id("pl_ref", "create_link", 1)
+    absent = LinkRef("pl_none", "po_absent")
+    assert await prism.client.status(absent, ACCOUNT) == NotFound()
+    gone = await prism.client.cancel(absent, ACCOUNT)
+    assert isinstance(gone, Rejected) and gone.code == "link_not_found"
+
+
+async def test_a_paid_payout_cannot_be_voided(make_prism: MakePrism) -> None:
+    prism = await make_prism()
+    created = await prism.client.create(SENT, ACCOUNT)
+    assert isinstance(created, LinkCreated)
+    prism.sim.payouts[created.connector_payout_id].status = "SUCCESS"
+    link = LinkRef("pl_ref", created.connector_payout_id)
+    polled = await prism.client.status(link, ACCOUNT)
+    assert isinstance(polled, StatusReport) and polled.connector_status == "SUCCESS"
+    assert await prism.client.cancel(link, ACCOUNT) == NotCancellable(
+        "Payout cannot be cancelled in status SUCCESS", "SUCCESS")
+
+
+async def test_a_connector_without_void_is_a_clear_refusal(make_prism: MakePrism) -> None:
+    prism = await make_prism(unsupported_connectors=["wise"])
+    wise = parse_account({**ACCOUNT_RAW, "connector": "Wise",
+                          "connector_config": {"api_key": "wise-secret-3b8d"}})
+    outcome = await prism.client.cancel(LinkRef("pl_ref", "po_1"), wise)
+    assert isinstance(outcome, Rejected) and outcome.code == "connector_flow_not_supported"
+    assert "payout_void flow for wise" in outcome.message
+    polled = await prism.client.status(LinkRef("pl_ref", "po_1"), wise)
+    assert isinstance(polled, Rejected) and polled.code == "connector_flow_not_supported"
+
+
+async def test_faults_on_poll_and_void(make_prism: MakePrism) -> None:
+    prism = await make_prism()
+    created = await prism.client.create(SENT, ACCOUNT)
+    assert isinstance(created, LinkCreated)
+    link = LinkRef("pl_ref", created.connector_payout_id)
+    prism.configure(faults_on_reads=True, faults={"resource_exhausted": 1.0})
+    assert await prism.client.status(link, ACCOUNT) == Transient("throttled", 429)
+    assert await prism.client.cancel(link, ACCOUNT) == Transient("throttled", 429)
+    prism.configure(faults={"resource_exhausted": 0.0, "unavailable": 1.0})
+    assert isinstance(await prism.client.status(link, ACCOUNT), Transient)
+    assert isinstance(await prism.client.cancel(link, ACCOUNT), Unknown)
+    prism.configure(faults={"unavailable": 0.0, "deadline_after_create": 1.0}, hang_ms=0)
+    lost = await prism.client.cancel(link, ACCOUNT)  # voided, answer lost
+    assert isinstance(lost, Unknown) and prism.sim.payouts[link.connector_payout_id].status == (
+        "CANCELLED")

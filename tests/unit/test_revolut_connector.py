@@ -23,11 +23,15 @@ import pytest_asyncio
 
 from streams import money
 from streams.connectors.base import (
+    Cancelled,
     HttpAnswer,
     HttpCall,
     LinkCreated,
+    LinkRef,
+    NotCancellable,
     NotFound,
     Rejected,
+    StatusReport,
     Transient,
     Unknown,
     Unsupported,
@@ -1133,3 +1137,214 @@ def test_asking_revolut_to_notify_the_recipient_is_refused_naming_the_field(chan
     asked = request(notify={"sms": channel == "sms", "email": channel == "email"})
     refused = PROVIDER.unsupported(asked, NOW)
     assert refused is not None and refused.field == f"notify.{channel}"
+
+
+# --- account: webhook signing secrets ---------------------------------------------------
+
+
+def test_webhook_signing_secrets_are_optional_and_hidden() -> None:
+    base = {k: v for k, v in DEV_ACCOUNT.items() if k != "webhook_signing_secrets"}
+    assert parse_account(base).webhook_signing_secrets == ()
+    rotated = parse_account({**base, "webhook_signing_secrets": ["wsk_new_71", "wsk_old_03"]})
+    assert rotated.webhook_signing_secrets == ("wsk_new_71", "wsk_old_03")
+    assert "wsk_" not in repr(rotated)
+    assert PROVIDER.webhook_secrets(rotated) == (b"wsk_new_71", b"wsk_old_03")
+    assert PROVIDER.webhook_secrets(parse_account(base)) == ()
+
+
+@pytest.mark.parametrize("value, field", [
+    ("wsk_leak_9", "webhook_signing_secrets"),
+    (["wsk_leak_9", ""], "webhook_signing_secrets[1]"),
+    (["wsk leak 9"], "webhook_signing_secrets[0]"),
+    ([None], "webhook_signing_secrets[0]"),
+    (["wsk_leak_9"] * 9, "webhook_signing_secrets"),
+])
+def test_a_bad_signing_secret_names_the_field_never_the_value(value: Any, field: str) -> None:
+    with pytest.raises(CredentialError) as caught:
+        parse_account({**DEV_ACCOUNT, "webhook_signing_secrets": value})
+    assert caught.value.field == field and "wsk_leak_9" not in str(caught.value)
+
+
+def test_the_dev_account_signs_with_the_simulators_default_secret() -> None:
+    assert PROVIDER.webhook_secrets(ACCOUNT) == (
+        RevolutSimConfig().webhook_signing_secret.encode(),)
+    assert PROVIDER.expires_links is True
+
+
+# --- after creation: poll and cancel (pure) ---------------------------------------------
+
+LINK_ID = "1f5320b3-a365-433f-93ce-37d7a1668655"
+LINK = LinkRef(RECORDED_REF, LINK_ID)
+
+
+def fetched(**changes: Any) -> HttpAnswer:
+    """The recorded link as ``GET /payout-links/{id}`` answers it (200)."""
+    reply = with_entity("create_active", **changes)
+    return HttpAnswer(200, reply.headers, reply.body)
+
+
+def revolut_error(status: int, code: int, message: str, **headers: str) -> HttpAnswer:
+    return HttpAnswer(status, headers, orjson.dumps({"code": code, "message": message}))
+
+
+def test_status_and_cancel_calls_name_the_link_in_the_path() -> None:
+    call = connector.status_call(LINK)
+    assert isinstance(call, HttpCall)
+    assert (call.method, call.path, call.json) == ("GET", f"{LINKS_PATH}/{LINK_ID}", None)
+    call = connector.cancel_call(LINK)
+    assert isinstance(call, HttpCall)
+    assert (call.method, call.path, call.json) == ("POST", f"{LINKS_PATH}/{LINK_ID}/cancel", None)
+
+
+@pytest.mark.parametrize("bad_id", ["", "..", "../../auth/token", "a/b", "a.b", "id?x=1", "é"])
+def test_an_id_that_could_not_be_revoluts_is_never_sent(bad_id: str) -> None:
+    for build in (connector.status_call, connector.cancel_call):
+        out = build(LinkRef(RECORDED_REF, bad_id))
+        assert isinstance(out, Rejected) and out.connector_details["reason"] == "invalid_link_id"
+
+
+@pytest.mark.parametrize("state", ["created", "awaiting", "active", "processing", "processed",
+                                   "failed", "expired", "cancelled", "something_new"])
+def test_a_polled_link_reports_its_state(state: str) -> None:
+    assert connector.read_status(fetched(state=state), LINK) == StatusReport(
+        state, reference=RECORDED_REF, connector_payout_id=LINK_ID)
+
+
+def test_a_polled_link_is_matched_whatever_the_case_of_its_id() -> None:
+    out = connector.read_status(fetched(id=LINK_ID.upper()), LINK)
+    assert isinstance(out, StatusReport) and out.connector_payout_id == LINK_ID
+
+
+@pytest.mark.parametrize("reply", [
+    fetched(id="00000000-0000-4000-8000-000000000000"), fetched(request_id="pl_other"),
+    fetched(state=None), fetched(state="Active!"), fetched(state=3),
+    HttpAnswer(200, {}, b"<html>"), HttpAnswer(200, {}, b"[]"),
+])
+def test_a_poll_answer_we_cannot_read_proves_nothing(reply: HttpAnswer) -> None:
+    assert connector.read_status(reply, LINK) == Transient("status_unreadable", 200)
+
+
+def test_poll_errors_by_status_code_class() -> None:
+    assert connector.read_status(revolut_error(404, 3006, "Resource not found"), LINK) == NotFound()
+    for reply in (HttpAnswer(404, {}, b"<html>Not Found</html>"),  # not Revolut's own 404
+                  revolut_error(400, 3000, "Value 'x' is not in correct format for field "
+                                           "'payout_link_id'")):
+        out = connector.read_status(reply, LINK)
+        assert isinstance(out, Rejected) and out.code == "provider_rejected"
+    for status in (401, 403):
+        out = connector.read_status(revolut_error(status, 9001, "The request should be "
+                                                                "authorized."), LINK)
+        assert isinstance(out, Rejected) and out.code == "provider_authentication_failed"
+    assert connector.read_status(revolut_error(429, 429, "Too many requests", **{
+        "Retry-After": "1"}), LINK) == Transient("throttled", 429, 1.0)
+    for status in (500, 502, 503, 504):
+        assert connector.read_status(HttpAnswer(status, {}, b"<html>"), LINK) == Unknown(
+            "provider_unavailable", status)
+    assert connector.read_status(HttpAnswer(301, {}, b""), LINK) == Unknown("unexpected_status",
+                                                                             301)
+
+
+def test_a_cancel_answered_204_is_cancelled() -> None:
+    assert connector.read_cancel(HttpAnswer(204, {}, b""), LINK) == Cancelled(None)
+
+
+@pytest.mark.parametrize("reply, state", [
+    (revolut_error(400, 3020, "Payout link in state 'processed' cannot be cancelled"),
+     "processed"),  # the simulator's
+    (revolut_error(400, 3020, "Payout link in state 'cancelled' cannot be cancelled"),
+     "cancelled"),
+    (revolut_error(400, 3020, "Not now"), None),
+    (revolut_error(422, 3999, "This payout link cannot be cancelled"), None),
+])
+def test_a_cancel_refused_for_the_links_state_is_not_cancellable(reply: HttpAnswer,
+                                                                 state: str | None) -> None:
+    out = connector.read_cancel(reply, LINK)
+    assert out == NotCancellable(orjson.loads(reply.body)["message"], state)
+
+
+def test_cancel_errors_by_status_code_class() -> None:
+    absent = connector.read_cancel(revolut_error(404, 3006, "Resource not found"), LINK)
+    assert isinstance(absent, Rejected) and absent.code == "link_not_found"
+    other = connector.read_cancel(revolut_error(400, 3000, "Value 'x' is not in correct format "
+                                                           "for field 'payout_link_id'"), LINK)
+    assert isinstance(other, Rejected) and other.code == "provider_rejected"
+    refused = connector.read_cancel(UNAUTHORIZED, LINK)
+    assert isinstance(refused, Rejected) and refused.code == "provider_authentication_failed"
+    assert connector.read_cancel(revolut_error(429, 429, "Too many requests"), LINK) == Transient(
+        "throttled", 429, None)
+    for status in (500, 502, 503, 504):  # the cancel may have happened
+        assert connector.read_cancel(HttpAnswer(status, {}, b""), LINK) == Unknown(
+            "provider_unavailable", status)
+
+
+async def test_an_expired_token_is_renewed_for_a_poll_and_a_cancel() -> None:
+    script = Script(token=[token("A"), token("B"), token("C")],
+                    list=[UNAUTHORIZED, fetched()],
+                    create=[UNAUTHORIZED, HttpAnswer(204, {}, b"")])
+    client = scripted(script)
+    assert await client.status(LINK, ACCOUNT) == StatusReport("active", reference=RECORDED_REF,
+                                                              connector_payout_id=LINK_ID)
+    assert await client.cancel(LINK, ACCOUNT) == Cancelled(None)
+    assert [(k, a) for k, a, _ in script.calls] == [
+        ("token", None), ("list", "Bearer A"), ("token", None), ("list", "Bearer B"),
+        ("create", "Bearer B"), ("token", None), ("create", "Bearer C")]
+
+
+async def test_refused_credentials_refuse_the_poll_and_the_cancel_sending_nothing() -> None:
+    refused = HttpAnswer(400, {}, orjson.dumps({"error": "invalid_grant",
+                                                "error_description": "refresh token revoked"}))
+    script = Script(token=[refused, refused])
+    client = scripted(script)
+    for out in (await client.status(LINK, ACCOUNT), await client.cancel(LINK, ACCOUNT)):
+        assert isinstance(out, Rejected) and out.code == "provider_authentication_failed"
+    assert set(script.kinds()) == {"token"}
+
+
+async def test_the_client_polls_and_cancels_at_the_simulator(live: Live) -> None:
+    client = live.client()
+    created, _ = await live.creator(client).create_link(request(), REF, ACCOUNT,
+                                                        lookup_first=False)
+    assert isinstance(created, LinkCreated)
+    link = LinkRef(REF, created.connector_payout_id)
+    assert await client.status(link, ACCOUNT) == StatusReport(
+        "active", reference=REF, connector_payout_id=created.connector_payout_id)
+    assert await client.cancel(link, ACCOUNT) == Cancelled(None)
+    polled = await client.status(link, ACCOUNT)
+    assert isinstance(polled, StatusReport) and polled.connector_status == "cancelled"
+    again = await client.cancel(link, ACCOUNT)
+    assert again == NotCancellable("Payout link in state 'cancelled' cannot be cancelled",
+                                   "cancelled")
+    absent = LinkRef(REF, "00000000-0000-4000-8000-000000000000")
+    assert await client.status(absent, ACCOUNT) == NotFound()
+    gone = await client.cancel(absent, ACCOUNT)
+    assert isinstance(gone, Rejected) and gone.code == "link_not_found"
+
+
+async def test_a_claimed_link_polls_processing_and_cannot_be_cancelled(live: Live) -> None:
+    client = live.client()
+    created, _ = await live.creator(client).create_link(request(), REF, ACCOUNT,
+                                                        lookup_first=False)
+    assert isinstance(created, LinkCreated)
+    link = LinkRef(REF, created.connector_payout_id)
+    await live.control(f"/links/{link.connector_payout_id}/status", {"state": "processing"})
+    polled = await client.status(link, ACCOUNT)
+    assert isinstance(polled, StatusReport) and polled.connector_status == "processing"
+    refused = await client.cancel(link, ACCOUNT)
+    assert isinstance(refused, NotCancellable) and refused.connector_status == "processing"
+
+
+async def test_a_revoked_token_and_faults_on_a_poll(live: Live) -> None:
+    client = live.client()
+    created, _ = await live.creator(client).create_link(request(), REF, ACCOUNT,
+                                                        lookup_first=False)
+    assert isinstance(created, LinkCreated)
+    link = LinkRef(REF, created.connector_payout_id)
+    await live.control("/tokens/revoke", {"access_tokens": True})
+    polled = await client.status(link, ACCOUNT)  # renewed once, then answered
+    assert isinstance(polled, StatusReport) and polled.connector_status == "active"
+    await live.control("/config", {"faults_on_reads": True, "throttle_429": 1.0})
+    throttled = await client.status(link, ACCOUNT)
+    assert isinstance(throttled, Transient) and throttled.reason == "throttled"
+    await live.control("/config", {"throttle_429": 0.0, "lost_after_create": 1.0})
+    lost = await client.status(link, ACCOUNT)
+    assert isinstance(lost, Unknown) and lost.reason.startswith("no_answer")

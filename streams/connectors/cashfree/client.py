@@ -11,6 +11,9 @@ knows three Cashfree facts:
   dropped (only if still current) and the call sent once more with a fresh one.
 * **Refused credentials** fail a create definitely (``provider_authentication_failed``)
   but are only a ``Transient`` for a lookup, which never proves anything by failing.
+
+After creation it polls a Cashgram (``getCashgramStatus``) and cancels one
+(``deactivateCashgram``), with the same token handling.
 """
 from __future__ import annotations
 
@@ -19,10 +22,13 @@ from collections import OrderedDict
 from typing import Any
 
 from streams.connectors.base import (
+    CancelOutcome,
     HttpAnswer,
     HttpCall,
     LinkCreated,
+    LinkRef,
     ProviderOutcome,
+    StatusOutcome,
     Transient,
     Unknown,
 )
@@ -95,3 +101,26 @@ class CashfreeClient(HttpProviderClient):
         self._expiries.move_to_end(reference)
         while len(self._expiries) > self._remembered:
             self._expiries.popitem(last=False)
+
+    # -- after creation ---------------------------------------------------------------
+    async def status(self, link: LinkRef, account: CashfreeAccount) -> StatusOutcome:
+        """getCashgramStatus; refused credentials are a refusal (which proves nothing)."""
+        try:
+            answer = await self._send(self.transformers.status_call(link), account)
+        except CredentialsRefused as refused:
+            return refused.refusal
+        if not isinstance(answer, HttpAnswer):
+            return answer
+        return self.transformers.read_status(answer, link)
+
+    async def cancel(self, link: LinkRef, account: CashfreeAccount) -> CancelOutcome:
+        """deactivateCashgram. A refused token is renewed and the call sent once more
+        (refused before anything was done); a lost answer is Unknown (it may have
+        deactivated the Cashgram)."""
+        try:
+            answer = await self._send(self.transformers.cancel_call(link), account)
+        except CredentialsRefused as refused:
+            return refused.refusal
+        if not isinstance(answer, HttpAnswer):
+            return answer
+        return self.transformers.read_cancel(answer, link)

@@ -27,12 +27,18 @@ import orjson
 
 from streams import money
 from streams.connectors.base import (
+    Cancelled,
+    CancelOutcome,
     HttpAnswer,
     HttpCall,
     LinkCreated,
+    LinkRef,
+    NotCancellable,
     NotFound,
     ProviderOutcome,
     Rejected,
+    StatusOutcome,
+    StatusReport,
     Transient,
     Unknown,
     Unsupported,
@@ -43,6 +49,7 @@ NAME = "cashfree"
 AUTHORIZE_PATH = "/payout/v1/authorize"
 CREATE_PATH = "/payout/v1/createCashgram"
 STATUS_PATH = "/payout/v1/getCashgramStatus"
+DEACTIVATE_PATH = "/payout/v1/deactivateCashgram"
 
 CURRENCY = "INR"  # Cashgrams pay out rupees only
 MIN_AMOUNT_PAISE = 100  # `amount` ≥ 1.00 rupee
@@ -114,6 +121,16 @@ _REFERENCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
 _STATUS_WORD = re.compile(r"[A-Z_]{1,64}", re.ASCII)
 _CODE_WORD = re.compile(r"[A-Za-z_]{1,64}", re.ASCII)
 _TOKEN = re.compile(r"[\x21-\x7e]{1,8192}", re.ASCII)  # goes into a header: visible ASCII
+# A deactivate refused because of the Cashgram's state. ``cashgram_not_active`` is the
+# simulator's code (real v1 bodies carry subCode and message only: then the message).
+_NOT_ACTIVE_CODES = frozenset({"cashgram_not_active", "cashgram_already_redeemed",
+                               "cashgram_already_deactivated", "cashgram_expired",
+                               "cashgram_redeemed", "cashgram_deactivated"})
+_NOT_ACTIVE_MESSAGE = re.compile(
+    r"not active|no longer active|inactive|already (?:redeemed|deactivated|expired|reversed)"
+    r"|has (?:been )?(?:redeemed|expired|deactivated|reversed)|cannot be deactivated",
+    re.IGNORECASE)
+_STATUS_NAMED = re.compile(r"\b(ACTIVE|PENDING|REDEEMED|EXPIRED|DEACTIVATED|FAILED|REVERSED)\b")
 
 
 # --------------------------------------------------------------------------- dates
@@ -273,6 +290,31 @@ def _says_cashgram_absent(read: _Read) -> bool:
             and "cashgram" in (read.message or "").lower())
 
 
+def _says_not_active(read: _Read) -> bool:
+    """A deactivate refused because the Cashgram is not ACTIVE (redeemed, expired, ...)."""
+    if read.status not in (400, 409, 422) or read.body is None:
+        return False
+    if read.code is not None:
+        return read.code in _NOT_ACTIVE_CODES
+    return bool(_NOT_ACTIVE_MESSAGE.search(read.message or ""))
+
+
+def _command_error(read: _Read, answer: HttpAnswer) -> Rejected | Transient | Unknown:
+    """A poll's or a deactivate's error answer. Neither creates anything; a deactivate
+    answered 5xx (or unreadably) may have deactivated the Cashgram: Unknown."""
+    status = read.status
+    if status in (408, 429):  # refused before any work
+        return Transient("throttled" if status == 429 else "request_timeout", status,
+                         retry_after_s(answer.headers))
+    if status >= 500 or status < 400:
+        return Unknown("provider_unavailable" if status >= 500 else "unreadable_answer",
+                       answer.status)
+    message = read.message or f"HTTP {status} from cashfree"
+    if status in (401, 403):
+        return Rejected("provider_authentication_failed", message, None, status, read.details())
+    return Rejected("provider_rejected", message, None, status, read.details())
+
+
 def _field_of(read: _Read) -> tuple[str | None, str | None]:
     """(Cashfree's field, our request field) an error is about."""
     code = read.code
@@ -378,6 +420,54 @@ class CashfreeConnector:
 
     def lookup_call(self, reference: str, account: Any = None) -> HttpCall:
         return HttpCall("GET", STATUS_PATH, params={"cashgramId": reference})
+
+    # -- after creation: poll and deactivate ------------------------------------------
+    def status_call(self, link: LinkRef) -> HttpCall:
+        """``getCashgramStatus`` by our reference, the Cashgram's id."""
+        return self.lookup_call(link.reference)
+
+    def cancel_call(self, link: LinkRef) -> HttpCall:
+        """``deactivateCashgram``: Cashfree deactivates an ACTIVE Cashgram only."""
+        return HttpCall("POST", DEACTIVATE_PATH, json={"cashgramId": link.reference})
+
+    def read_status(self, answer: HttpAnswer, link: LinkRef) -> StatusOutcome:
+        """A poll's answer: the Cashgram's status, Cashfree's proof that it does not
+        exist, or an error outcome (a refusal proves nothing: the caller polls again)."""
+        read = _read(answer)
+        if read.status == 200:
+            data = read.body.get("data") if read.body is not None else None
+            if read.body is None or read.body.get("status") != "SUCCESS" or not isinstance(
+                    data, dict):
+                return Transient("status_unreadable", 200)
+            stated_id = _reference_id(data.get("referenceId"))
+            if (data.get("cashgramId", link.reference) != link.reference
+                    or stated_id not in (None, link.connector_payout_id)):
+                return Transient("status_answered_another_link", 200)  # never adopt it
+            status = data.get("cashgramStatus")
+            if not isinstance(status, str) or not _STATUS_WORD.fullmatch(status):
+                return Transient("status_unreadable", 200)
+            return StatusReport(connector_status=status, reference=link.reference,
+                                connector_payout_id=link.connector_payout_id)
+        if _says_cashgram_absent(read):
+            return NotFound()
+        return _command_error(read, answer)
+
+    def read_cancel(self, answer: HttpAnswer, link: LinkRef) -> CancelOutcome:
+        """A deactivate's answer. SUCCESS states no status (the Cashgram reads
+        DEACTIVATED after it): :class:`Cancelled` without a report."""
+        read = _read(answer)
+        if read.status == 200:
+            if read.body is not None and read.body.get("status") == "SUCCESS":
+                return Cancelled()
+            return Unknown("unreadable_success_body", 200)  # it may have been deactivated
+        if _says_cashgram_absent(read):
+            return Rejected("link_not_found", read.message or "cashgram not found", None, 404,
+                            read.details("cashgramId"))
+        if _says_not_active(read):
+            message = read.message or f"HTTP {read.status}: the cashgram is not active"
+            named = _STATUS_NAMED.findall(message)
+            return NotCancellable(message, named[-1] if named else None)
+        return _command_error(read, answer)
 
     # -- auth -------------------------------------------------------------------------
     def authorize_call(self) -> HttpCall:

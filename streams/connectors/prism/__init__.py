@@ -7,6 +7,14 @@ per worker), ``gen/`` (code generated from ``proto/prism/payout_service.proto`` 
 ``make proto``) and the :class:`PrismProvider` below. Amounts go out in minor units,
 as Prism's ``Money`` takes them.
 
+After creation: ``status`` is a Get by our reference and the connector's payout id,
+``cancel`` a Void (Prism has it for few connectors: the others answer
+FAILED_PRECONDITION, ``connector_flow_not_supported``); ``lifecycle`` orders Prism's
+``PayoutStatus`` names. **Webhooks: none.** Prism's reference documents no webhook of
+its own (a connector's webhooks reach the merchant, not us), so ``webhooks`` is None
+and a Prism link is followed by polling only. Prism's CreateLink carries no expiry
+(``expires_at`` is refused), so ``expires_links`` is False and never matters.
+
 ``PRISM_URL`` says where Prism listens: ``http://host:port`` (plaintext) or
 ``https://host:port`` (TLS). Prism authenticates no caller and lets any caller patch its
 configuration (``x-config-override``): it must run where only trusted callers reach it.
@@ -18,14 +26,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from streams.connectors.base import Unsupported
+from streams.connectors.base import LinkLifecycle, Unsupported, WebhookReceiver
 from streams.connectors.prism import transformers
 from streams.connectors.prism.account import PRISM_CURRENCIES, PrismAccount, parse_account
 from streams.connectors.prism.client import PrismClient
+from streams.connectors.prism.lifecycle import LIFECYCLE, PrismLifecycle
 from streams.connectors.prism.transformers import NAME, PrismCreate
 from streams.connectors.provider import Endpoint
 
-__all__ = ["PROVIDER", "PrismAccount", "PrismClient", "PrismCreate", "PrismProvider"]
+__all__ = ["PROVIDER", "PrismAccount", "PrismClient", "PrismCreate", "PrismLifecycle",
+           "PrismProvider"]
 
 # The Prism-compatible server's development route (streams/devkit/sims/prism.py,
 # DEFAULT_CREDENTIALS): its simulated Adyen, for USD and EUR.
@@ -42,6 +52,9 @@ class PrismProvider:
     base_url_env = "PRISM_URL"
     default_base_url = "http://127.0.0.1:8000"  # the Prism-compatible server
     dev_account: Mapping[str, Any] | None = DEV_ACCOUNT
+    lifecycle: LinkLifecycle = LIFECYCLE
+    webhooks: WebhookReceiver | None = None  # Prism documents no webhook: polled only
+    expires_links: bool = False
 
     def parse_account(self, raw: Mapping[str, Any]) -> PrismAccount:
         return parse_account(raw)
@@ -66,6 +79,9 @@ class PrismProvider:
         """One per worker: one channel for every merchant (credentials travel per call)."""
         return PrismClient(endpoint.base_url, connect_timeout_s=endpoint.connect_timeout_s,
                            read_timeout_s=endpoint.read_timeout_s)
+
+    def webhook_secrets(self, account: PrismAccount) -> tuple[bytes, ...]:
+        return ()  # no webhooks (see the module docstring)
 
 
 PROVIDER = PrismProvider()

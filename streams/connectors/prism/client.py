@@ -1,4 +1,4 @@
-"""The Prism flow wiring: one ``grpc.aio`` channel per worker, CreateLink and Get.
+"""The Prism flow wiring: one ``grpc.aio`` channel per worker, CreateLink, Get and Void.
 
 Unary calls on one HTTP/2 channel, opened on first use inside the worker's loop and
 reused by every call. Every call has a deadline of connect + read timeout: the same
@@ -19,7 +19,13 @@ from typing import Any
 
 import grpc
 
-from streams.connectors.base import ProviderOutcome, Transient
+from streams.connectors.base import (
+    CancelOutcome,
+    LinkRef,
+    ProviderOutcome,
+    StatusOutcome,
+    Transient,
+)
 from streams.connectors.prism import transformers as tf
 from streams.connectors.prism.account import PrismAccount
 from streams.connectors.prism.gen import payout_service_pb2 as pb
@@ -59,6 +65,7 @@ class PrismClient:
         self._channel: grpc.aio.Channel | None = None
         self._create: Any = None
         self._get: Any = None
+        self._void: Any = None
         self._attempts: OrderedDict[str, int] = OrderedDict()
 
     def _open(self) -> grpc.aio.Channel:
@@ -75,6 +82,9 @@ class PrismClient:
         self._get = channel.unary_unary(
             tf.GET, request_serializer=pb.PayoutServiceGetRequest.SerializeToString,
             response_deserializer=pb.PayoutServiceGetResponse.FromString)
+        self._void = channel.unary_unary(
+            tf.VOID, request_serializer=pb.PayoutServiceVoidRequest.SerializeToString,
+            response_deserializer=pb.PayoutServiceVoidResponse.FromString)
         self._channel = channel
         return channel
 
@@ -105,7 +115,8 @@ class PrismClient:
             log.warning("prism %s of %s: %s not reachable within %.1f s: not sent", flow,
                         reference, self.target, self._connect_timeout_s)
             return Transient("not_sent:prism_unreachable")
-        method = self._create if flow == "create_link" else self._get  # opened by _ready
+        method = {"create_link": self._create, "get": self._get,  # opened by _ready
+                  "void": self._void}[flow]
         metadata = tf.metadata(account, merchant_id, self._request_id(reference, flow))
         # Fencing (streams.ownership): the last check before bytes may leave. Raises
         # Fenced, which is not a provider outcome: the work is abandoned, not retried.
@@ -146,8 +157,31 @@ class PrismClient:
             return tf.read_get_error(answer)
         return tf.read_get(answer, reference)
 
+    async def status(self, link: LinkRef, account: PrismAccount) -> StatusOutcome:
+        """Get by our reference and the connector's payout id: its status now. A refusal
+        or a failure proves nothing (the caller polls again)."""
+        answer = await self._call("get", tf.status_request(link), account,
+                                  link.merchant_id, link.reference)
+        if isinstance(answer, Transient):
+            return answer
+        if isinstance(answer, tf.RpcError):
+            return tf.read_status_error(answer)
+        return tf.read_status(answer, link)
+
+    async def cancel(self, link: LinkRef, account: PrismAccount) -> CancelOutcome:
+        """Void the payout. A connector without the flow answers FAILED_PRECONDITION
+        (``connector_flow_not_supported``); an answer lost after the call started may
+        follow a cancel (Unknown)."""
+        answer = await self._call("void", tf.void_request(link), account,
+                                  link.merchant_id, link.reference)
+        if isinstance(answer, Transient):
+            return answer
+        if isinstance(answer, tf.RpcError):
+            return tf.read_void_error(answer)
+        return tf.read_void(answer, link)
+
     async def aclose(self) -> None:
         if self._channel is not None:
             channel, self._channel = self._channel, None
-            self._create = self._get = None
+            self._create = self._get = self._void = None
             await channel.close()

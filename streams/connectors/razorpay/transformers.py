@@ -1,4 +1,9 @@
-"""RazorpayX Payout Links: pure transformers (see shared/reference/providers.md)."""
+"""RazorpayX Payout Links: pure transformers (see shared/reference/providers.md).
+
+Create, lookup by ``receipt``, and after creation the poll (``GET
+/v1/payout-links/{id}``) and the cancel (``POST /v1/payout-links/{id}/cancel``): each a
+request built and an answer read into exactly one outcome, with no I/O.
+"""
 from __future__ import annotations
 
 import re
@@ -9,12 +14,18 @@ from typing import Any
 import orjson
 
 from streams.connectors.base import (
+    Cancelled,
+    CancelOutcome,
     HttpAnswer,
     HttpCall,
     LinkCreated,
+    LinkRef,
+    NotCancellable,
     NotFound,
     ProviderOutcome,
     Rejected,
+    StatusOutcome,
+    StatusReport,
     Transient,
     Unknown,
     Unsupported,
@@ -25,6 +36,8 @@ from streams.connectors.razorpay.account import RazorpayAccount
 NAME = "razorpay"
 CREATE_PATH = "/v1/payout-links"
 LIST_PATH = "/v1/payout-links"
+LINK_PATH = "/v1/payout-links/{}"
+CANCEL_PATH = "/v1/payout-links/{}/cancel"
 
 # Razorpay status → Prism PayoutStatus. A fresh `issued` link waits for the recipient
 # to enter payout method details, which is Prism's REQUIRES_PAYOUT_METHOD_DATA.
@@ -57,6 +70,26 @@ REQUEST_FIELD = {
 }
 
 
+# Every status a payout link entity can be in. ``attempted`` is an event
+# (``payout_link.attempted``: a payout failed or was reversed), whose public status is
+# ``issued``; should an entity ever state it, it is read as ``issued``.
+STATUSES = frozenset(PAYOUT_STATUS)
+_ATTEMPTED = "attempted"
+
+_LINK_ID = re.compile(r"[A-Za-z0-9_]{1,64}", re.ASCII)  # ``poutlk_…``: safe in a URL path
+_STATUS_WORD = re.compile(r"[a-z_]{1,40}", re.ASCII)
+_REFERENCE = re.compile(r"[\x21-\x7e]{1,64}", re.ASCII)
+# Razorpay's 400 for an id it does not hold (on fetch and cancel alike).
+_NO_SUCH_ID = re.compile(r"\bid\b.*\bdoes not exist", re.IGNORECASE)
+# A 400 refusing a cancel because of the link's state. Razorpay documents the rule (only
+# from ``issued``), not the words: these are the simulator's ("Payout link cannot be
+# cancelled in processed status.") and their usual variants.
+_NOT_CANCELLABLE = re.compile(
+    r"can ?not be cancell?ed|can't be cancell?ed|not (?:in )?(?:a )?cancell?able", re.IGNORECASE)
+_STATUS_NAMED = re.compile(
+    r"\bin (?:the )?['\"]?([a-z_]+)['\"]? (?:status|state)\b"
+    r"|\b(?:status|state)(?: is)?[:= ]+['\"]?([a-z_]+)", re.IGNORECASE)
+_MAX_TEXT = 500
 
 CURRENCY = "INR"  # RazorpayX pays out in rupees only
 MIN_AMOUNT_PAISE = 100  # "The amount must be atleast INR 1.00."
@@ -262,6 +295,21 @@ def _link_from_entity(entity: Any, sent: HttpCall | None) -> ProviderOutcome:
 
 
 
+def _details(answer: HttpAnswer) -> dict[str, str | None]:
+    """Razorpay's error envelope, every value type-checked (and bounded)."""
+    body = _json(answer.body)
+    error = (body or {}).get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    description = _text(error.get("description"))
+    return {
+        "code": _text(error.get("code")),
+        "message": description[:_MAX_TEXT] if description is not None else None,
+        "reason": _text(error.get("reason")),
+        "field": _text(error.get("field")),
+    }
+
+
 def _error_outcome(answer: HttpAnswer) -> ProviderOutcome:
     status = answer.status
     if status in (408, 429):  # the provider did not process the request
@@ -271,16 +319,7 @@ def _error_outcome(answer: HttpAnswer) -> ProviderOutcome:
         # A 5xx may come from a gateway after the API committed the link (502/504),
         # so it is not proof that nothing was created: look up before creating again.
         return Unknown("provider_unavailable", status)
-    body = _json(answer.body)
-    error = (body or {}).get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        error = {}
-    details = {
-        "code": _text(error.get("code")),
-        "message": _text(error.get("description")),
-        "reason": _text(error.get("reason")),
-        "field": _text(error.get("field")),
-    }
+    details = _details(answer)
     message = details["message"] or f"HTTP {status} from razorpay"
     field = REQUEST_FIELD.get(details["field"]) if details["field"] else None
     if status == 401 or status == 403:
@@ -288,3 +327,130 @@ def _error_outcome(answer: HttpAnswer) -> ProviderOutcome:
     if details["reason"] == "insufficient_funds":
         return Rejected("insufficient_funds", message, field, status, details)
     return Rejected("provider_rejected", message, field, status, details)
+
+
+# --- after creation: poll and cancel --------------------------------------------------
+
+
+def status_call(link: LinkRef) -> HttpCall | Rejected:
+    """``GET /v1/payout-links/{id}``, or a refusal to send when the id could not be one
+    of Razorpay's (it goes into the URL path)."""
+    if not _LINK_ID.fullmatch(link.connector_payout_id):
+        return _bad_link_id()
+    return HttpCall("GET", LINK_PATH.format(link.connector_payout_id))
+
+
+def cancel_call(link: LinkRef) -> HttpCall | Rejected:
+    """``POST /v1/payout-links/{id}/cancel`` (no body): Razorpay cancels only from ``issued``."""
+    if not _LINK_ID.fullmatch(link.connector_payout_id):
+        return _bad_link_id()
+    return HttpCall("POST", CANCEL_PATH.format(link.connector_payout_id))
+
+
+def _bad_link_id() -> Rejected:
+    return Rejected("provider_rejected", "connector_payout_id is not a RazorpayX payout link id",
+                    None, None, {"code": None, "message": None, "reason": "invalid_link_id",
+                                 "field": "connector_payout_id"})
+
+
+def entity_status(value: Any) -> str | None:
+    """An entity's ``status`` as the lifecycle reads it (``attempted`` is ``issued``)."""
+    if not isinstance(value, str) or not _STATUS_WORD.fullmatch(value):
+        return None
+    return "issued" if value == _ATTEMPTED else value
+
+
+def attempt_count(value: Any) -> int:
+    """``attempt_count``: a non-negative integer, else 0 (the lowest position: a report
+    that cannot be placed above what we know changes nothing)."""
+    return value if type(value) is int and 0 <= value < 2**31 else 0
+
+
+def link_id(value: Any) -> str | None:
+    return value if isinstance(value, str) and _LINK_ID.fullmatch(value) else None
+
+
+def reference_of(value: Any) -> str | None:
+    return value if isinstance(value, str) and _REFERENCE.fullmatch(value) else None
+
+
+def event_time(unix_seconds: Any) -> str | None:
+    """A provider's unix time as RFC 3339 UTC (``…Z``), or None when implausible."""
+    return _iso(unix_seconds)
+
+
+def _report(entity: Any, link: LinkRef) -> StatusReport | None:
+    """The report an entity about ``link`` makes, or None when it is unreadable or about
+    another link (its ``id`` or ``receipt`` differ from ours)."""
+    if not isinstance(entity, dict):
+        return None
+    status = entity_status(entity.get("status"))
+    stated_id = entity.get("id")
+    receipt = entity.get("receipt")
+    if status is None or stated_id != link.connector_payout_id:
+        return None
+    if receipt is not None and receipt != link.reference:
+        return None
+    return StatusReport(connector_status=status, attempt=attempt_count(entity.get("attempt_count")),
+                        reference=reference_of(receipt), connector_payout_id=link.connector_payout_id)
+
+
+def read_status(answer: HttpAnswer, link: LinkRef) -> StatusOutcome:
+    """A poll's answer. Only the entity (200) and a 404 say anything about the link; a
+    refusal (400/401/403) proves nothing, and the caller polls again."""
+    status = answer.status
+    if status == 200:
+        report = _report(_json(answer.body), link)
+        return report if report is not None else Transient("status_unreadable", 200)
+    if status == 404:
+        return NotFound()
+    return _command_error(answer)
+
+
+def read_cancel(answer: HttpAnswer, link: LinkRef) -> CancelOutcome:
+    """A cancel's answer: the cancelled entity, a refusal because of the link's state,
+    or the error outcome (a 5xx or a lost answer may have cancelled it: Unknown)."""
+    status = answer.status
+    if status == 200:
+        entity = _json(answer.body)
+        if isinstance(entity, dict) and entity.get("id") not in (None, link.connector_payout_id):
+            return Unknown("cancel_answer_names_another_link", 200)
+        return Cancelled(_report(entity, link))
+    if status == 404:
+        details = _details(answer)
+        return Rejected("link_not_found", details["message"] or "HTTP 404 from razorpay",
+                        None, status, details)
+    if status == 400:
+        details = _details(answer)
+        message = details["message"] or ""
+        if _NOT_CANCELLABLE.search(message):
+            return NotCancellable(message, _status_named(message))
+    return _command_error(answer)
+
+
+def _status_named(message: str) -> str | None:
+    match = _STATUS_NAMED.search(message)
+    if match is None:
+        return None
+    word = entity_status((match.group(1) or match.group(2)).lower())
+    return word if word in STATUSES else None
+
+
+def _command_error(answer: HttpAnswer) -> Rejected | Transient | Unknown:
+    """A poll's or a cancel's error answer (neither creates anything; a cancel whose
+    answer is a 5xx may have cancelled the link, so that is Unknown)."""
+    status = answer.status
+    if status in (408, 429):  # the provider did not process the request
+        return Transient("throttled" if status == 429 else "request_timeout", status,
+                         retry_after_s(answer.headers))
+    if status >= 500 or status < 400:
+        return Unknown("provider_unavailable" if status >= 500 else "unexpected_status", status)
+    details = _details(answer)
+    message = details["message"] or f"HTTP {status} from razorpay"
+    if status in (401, 403):
+        return Rejected("provider_authentication_failed", message, None, status, details)
+    if _NO_SUCH_ID.search(message):
+        # Razorpay's answer for an id it does not hold (400): our id came from its own
+        # create answer, so this is a wrong account or a mix-up, never proof of absence.
+        return Rejected("link_not_found", message, None, status, details)
+    return Rejected("provider_rejected", message, None, status, details)

@@ -1,9 +1,13 @@
 """Revolut Business payout links: everything about the provider lives in this package.
 
-``account`` (credentials for the refresh-token flow), ``transformers`` (pure request /
-answer mapping, errors, the list page reader), ``client`` (bearer tokens, create, the
-paged lookup by ``request_id``) and the :class:`RevolutProvider` below. Amounts go out
-in major units with the currency's ISO-4217 decimals, as exact JSON numbers.
+``account`` (credentials for the refresh-token flow, webhook signing secrets),
+``transformers`` (pure request / answer mapping, errors, the list page reader, the poll
+and the cancel), ``client`` (bearer tokens, create, the paged lookup by ``request_id``,
+status, cancel), ``lifecycle`` (a link's states after creation), ``webhooks`` (API v2
+signatures; the ``PayoutLinkStateChanged`` fields are our simulator's assumption: see
+that module) and the :class:`RevolutProvider` below. Amounts go out in major units with
+the currency's ISO-4217 decimals, as exact JSON numbers. Revolut expires a link itself
+at its ``expiry_date`` (``expires_links`` is True).
 
 The base URL is the API host without ``/api/1.0`` (production ``https://b2b.revolut.com``,
 sandbox ``https://sandbox-b2b.revolut.com``), set in ``REVOLUT_BASE_URL``; the default is
@@ -15,21 +19,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from streams.connectors.base import HttpCall, Unsupported
+from streams.connectors.base import HttpCall, LinkLifecycle, Unsupported, WebhookReceiver
 from streams.connectors.provider import Endpoint
 from streams.connectors.revolut.account import RevolutAccount, parse_account
 from streams.connectors.revolut.client import RevolutAuth, RevolutClient
+from streams.connectors.revolut.lifecycle import LIFECYCLE, RevolutLifecycle
 from streams.connectors.revolut.transformers import CURRENCIES, NAME, RevolutConnector
+from streams.connectors.revolut.webhooks import WEBHOOKS, RevolutWebhooks
 from streams.connectors.transport import ProviderTransport
 
 __all__ = ["PROVIDER", "RevolutAccount", "RevolutAuth", "RevolutClient", "RevolutConnector",
-           "RevolutProvider"]
+           "RevolutLifecycle", "RevolutProvider", "RevolutWebhooks"]
 
 # The simulator's development credentials (streams/devkit/sims/revolut.py,
 # DEFAULT_CREDENTIALS). The assertion is an unsigned JWT with the claims Revolut checks
 # (RS256 header, sub = client id, aud https://revolut.com, no exp): the simulator never
-# verifies signatures, and accepts it even with strict_assertion on.
-DEV_ACCOUNT: Mapping[str, str] = {
+# verifies signatures, and accepts it even with strict_assertion on. The webhook signing
+# secret is the simulator's default (RevolutSimConfig.webhook_signing_secret).
+DEV_ACCOUNT: Mapping[str, Any] = {
     "client_id": "sim_revolut_client",
     "refresh_token": "oa_sand_sim_refresh_demo",
     "client_assertion": (
@@ -38,6 +45,7 @@ DEV_ACCOUNT: Mapping[str, str] = {
         "Imh0dHBzOi8vcmV2b2x1dC5jb20ifQ"
         ".dW5zaWduZWQtZGV2LWFzc2VydGlvbg"),
     "account_id": "8f2d3a4b-6c1e-4f7a-9b0d-2e5c7a9f1b3d",
+    "webhook_signing_secrets": ["wsk_sim_revolut_demo"],
 }
 
 
@@ -47,6 +55,9 @@ class RevolutProvider:
     base_url_env = "REVOLUT_BASE_URL"
     default_base_url = "http://127.0.0.1:8083"  # the simulator; production sets the real API
     dev_account: Mapping[str, Any] | None = DEV_ACCOUNT
+    lifecycle: LinkLifecycle = LIFECYCLE
+    webhooks: WebhookReceiver | None = WEBHOOKS
+    expires_links: bool = True  # at the link's expiry_date (expiry_period, default P7D)
 
     def __init__(self) -> None:
         self.transformers = RevolutConnector()
@@ -73,6 +84,9 @@ class RevolutProvider:
             endpoint.base_url, connect_timeout_s=endpoint.connect_timeout_s,
             read_timeout_s=endpoint.read_timeout_s, max_connections=endpoint.max_connections)
         return RevolutClient(transport, self.transformers, RevolutAuth(transport, self.transformers))
+
+    def webhook_secrets(self, account: RevolutAccount) -> tuple[bytes, ...]:
+        return tuple(secret.encode("ascii") for secret in account.webhook_signing_secrets)
 
 
 PROVIDER = RevolutProvider()

@@ -26,6 +26,8 @@ import orjson
 from streams.connectors.provider import CredentialError
 
 FIELDS = ("client_id", "refresh_token", "client_assertion", "account_id")
+OPTIONAL = ("webhook_signing_secrets",)
+MAX_WEBHOOK_SECRETS = 8  # the current one and a few old ones during a rotation
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # What may travel in a form field or a header without escaping surprises.
@@ -40,6 +42,9 @@ class RevolutAccount:
     refresh_token: str = field(repr=False)
     client_assertion: str = field(repr=False)
     account_id: str = field(repr=False)  # the Revolut Business account links are paid from
+    # The signing secrets of the merchant's webhook (several during a rotation: the new
+    # and the old). Empty: webhooks are refused.
+    webhook_signing_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @cached_property
     def token_key(self) -> str:
@@ -67,9 +72,24 @@ def assertion_expiry(assertion: str) -> float | None:
     return float(exp)
 
 
+def _signing_secrets(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    if "webhook_signing_secrets" not in raw:
+        return ()
+    listed = raw["webhook_signing_secrets"]
+    if not isinstance(listed, list):
+        raise CredentialError("webhook_signing_secrets", "must be a list of non-empty strings")
+    if len(listed) > MAX_WEBHOOK_SECRETS:
+        raise CredentialError("webhook_signing_secrets", f"holds more than {MAX_WEBHOOK_SECRETS}")
+    for i, value in enumerate(listed):
+        if not isinstance(value, str) or not _PRINTABLE.fullmatch(value):
+            raise CredentialError(f"webhook_signing_secrets[{i}]",
+                                  "must be 1 to 4096 printable ASCII characters, no spaces")
+    return tuple(dict.fromkeys(listed))
+
+
 def parse_account(raw: Mapping[str, Any], *, now: float | None = None) -> RevolutAccount:
-    """``{client_id, refresh_token, client_assertion, account_id}``; errors name the field,
-    never its value."""
+    """``{client_id, refresh_token, client_assertion, account_id, webhook_signing_secrets?}``;
+    errors name the field, never its value."""
     if not isinstance(raw, Mapping):
         raise CredentialError("(entry)", "must be an object with " + ", ".join(FIELDS))
     values: dict[str, str] = {}
@@ -80,7 +100,7 @@ def parse_account(raw: Mapping[str, Any], *, now: float | None = None) -> Revolu
         if not _PRINTABLE.fullmatch(value):
             raise CredentialError(name, "must be 1 to 4096 printable ASCII characters, no spaces")
         values[name] = value
-    unknown = sorted(set(raw) - set(values))
+    unknown = sorted(str(k) for k in set(raw) - set(values) - set(OPTIONAL))
     if unknown:
         raise CredentialError(unknown[0], "is not a Revolut credential field")
     if not _UUID.fullmatch(values["account_id"]):
@@ -91,4 +111,4 @@ def parse_account(raw: Mapping[str, Any], *, now: float | None = None) -> Revolu
     if exp is not None and exp <= (time.time() if now is None else now):
         raise CredentialError("client_assertion", "has expired: sign and configure a new one")
     values["account_id"] = values["account_id"].lower()
-    return RevolutAccount(**values)
+    return RevolutAccount(**values, webhook_signing_secrets=_signing_secrets(raw))

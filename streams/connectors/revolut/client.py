@@ -6,7 +6,8 @@ expiry). :class:`RevolutClient` sends through the worker's one transport; it is 
 class rather than :class:`~streams.connectors.http.HttpProviderClient` for two reasons:
 a 401 forgets exactly the token that was refused (so a burst of calls refused on one
 expired token refreshes once, not once per call), and a lookup is several list calls --
-Revolut cannot filter by ``request_id``.
+Revolut cannot filter by ``request_id``. After creation it polls a link (``GET
+/payout-links/{id}``) and cancels one, with the same token handling.
 """
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.connectors.base import (
+    CancelOutcome,
     HttpAnswer,
     HttpCall,
+    LinkRef,
     ProviderOutcome,
     Rejected,
+    StatusOutcome,
     Transient,
     Unknown,
 )
@@ -62,6 +66,17 @@ class _Refused:
     """The token endpoint refused the credentials: nothing was sent."""
 
     reason: CredentialsRefused
+
+
+def _credentials_refused(answer: _Refused) -> Rejected:
+    """The token endpoint refused the account's credentials: nothing was sent."""
+    refused = answer.reason
+    return Rejected("provider_authentication_failed",
+                    "revolut refused the client's refresh token or assertion "
+                    f"(HTTP {refused.status}" + (f" {refused.error}" if refused.error else "") + ")",
+                    None, refused.status,
+                    {"code": refused.error, "message": refused.description,
+                     "reason": "token_refresh_refused", "field": None})
 
 
 class RevolutAuth:
@@ -146,16 +161,34 @@ class RevolutClient:
             self._note_sent(reference)
         answer = await self._send(prepared, account)
         if isinstance(answer, _Refused):
-            refused = answer.reason
-            return Rejected("provider_authentication_failed",
-                            "revolut refused the client's refresh token or assertion "
-                            f"(HTTP {refused.status}"
-                            + (f" {refused.error}" if refused.error else "") + ")",
-                            None, refused.status,
-                            {"code": refused.error, "message": refused.description,
-                             "reason": "token_refresh_refused", "field": None})
+            return _credentials_refused(answer)
         if isinstance(answer, HttpAnswer):
             return self.transformers.read_create(answer, prepared)
+        return answer
+
+    async def status(self, link: LinkRef, account: RevolutAccount) -> StatusOutcome:
+        """``GET /payout-links/{id}``: the link's state (a refusal proves nothing)."""
+        call = self.transformers.status_call(link)
+        if isinstance(call, Rejected):
+            return call
+        answer = await self._send(call, account)
+        if isinstance(answer, _Refused):
+            return _credentials_refused(answer)
+        if isinstance(answer, HttpAnswer):
+            return self.transformers.read_status(answer, link)
+        return answer
+
+    async def cancel(self, link: LinkRef, account: RevolutAccount) -> CancelOutcome:
+        """``POST /payout-links/{id}/cancel``. A 401 is answered before anything is done,
+        so the re-send with a fresh token is safe; a lost answer is Unknown."""
+        call = self.transformers.cancel_call(link)
+        if isinstance(call, Rejected):
+            return call
+        answer = await self._send(call, account)
+        if isinstance(answer, _Refused):
+            return _credentials_refused(answer)
+        if isinstance(answer, HttpAnswer):
+            return self.transformers.read_cancel(answer, link)
         return answer
 
     async def lookup(self, reference: str, account: RevolutAccount,

@@ -20,12 +20,18 @@ import orjson
 
 from streams import money
 from streams.connectors.base import (
+    Cancelled,
+    CancelOutcome,
     HttpAnswer,
     HttpCall,
     LinkCreated,
+    LinkRef,
+    NotCancellable,
     NotFound,
     ProviderOutcome,
     Rejected,
+    StatusOutcome,
+    StatusReport,
     Transient,
     Unknown,
     Unsupported,
@@ -37,6 +43,15 @@ from streams.connectors.revolut.account import RevolutAccount
 NAME = "revolut"
 TOKEN_PATH = "/api/1.0/auth/token"
 LINKS_PATH = "/api/1.0/payout-links"
+LINK_PATH = "/api/1.0/payout-links/{}"
+CANCEL_PATH = "/api/1.0/payout-links/{}/cancel"
+# Revolut's error codes: 3006 "resource not found" is documented; 3020 (a payout link
+# that cannot be cancelled in its state) is the simulator's choice, as Revolut documents
+# only that cancel works on unclaimed links.
+CODE_NOT_FOUND = 3006
+CODE_NOT_CANCELLABLE = 3020
+STATES = frozenset({"created", "failed", "awaiting", "active", "expired", "cancelled",
+                    "processing", "processed"})
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 # What we let requests route to Revolut in. Revolut Business holds and pays out in more
@@ -93,6 +108,11 @@ _STATE = re.compile(r"[a-z_]{1,40}")
 _URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]{1,2040}")
 _TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")  # goes into a header: visible ASCII only
 _OAUTH_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_LINK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a UUID: safe in a URL path (no dots)
+_REFERENCE = re.compile(r"[\x21-\x7e]{1,64}")
+_NOT_CANCELLABLE = re.compile(r"can ?not be cancell?ed|can't be cancell?ed|not cancell?able",
+                              re.IGNORECASE)
+_STATE_NAMED = re.compile(r"\bstate '?([a-z_]+)'?", re.IGNORECASE)
 
 
 class CredentialsRefused(Exception):
@@ -317,6 +337,50 @@ class RevolutConnector:
             return Transient("lookup_not_progressing", 200)
         return NextPage(oldest_us)
 
+    # --- after creation: poll and cancel ----------------------------------------------
+
+    def status_call(self, link: LinkRef) -> HttpCall | Rejected:
+        """``GET /payout-links/{id}``, or a refusal to send an id that could not be
+        Revolut's (it goes into the URL path)."""
+        if not _LINK_ID.fullmatch(link.connector_payout_id):
+            return _bad_link_id()
+        return HttpCall("GET", LINK_PATH.format(link.connector_payout_id))
+
+    def cancel_call(self, link: LinkRef) -> HttpCall | Rejected:
+        """``POST /payout-links/{id}/cancel`` (204; unclaimed links only)."""
+        if not _LINK_ID.fullmatch(link.connector_payout_id):
+            return _bad_link_id()
+        return HttpCall("POST", CANCEL_PATH.format(link.connector_payout_id))
+
+    def read_status(self, answer: HttpAnswer, link: LinkRef) -> StatusOutcome:
+        """A poll's answer: the link's ``state``, Revolut's own 404 (code 3006), or an
+        error outcome (a refusal proves nothing: the caller polls again)."""
+        status = answer.status
+        if status == 200:
+            entity = _json(answer.body)
+            report = _report(entity, link)
+            return report if report is not None else Transient("status_unreadable", 200)
+        details = _details(answer)
+        if status == 404 and details["code"] == str(CODE_NOT_FOUND):
+            return NotFound()
+        return _command_error(answer, details)
+
+    def read_cancel(self, answer: HttpAnswer, link: LinkRef) -> CancelOutcome:
+        """A cancel's answer: 204 (Revolut states no status), a refusal because of the
+        link's state (code 3020), or an error outcome (a 5xx or a lost answer may have
+        cancelled it: Unknown)."""
+        status = answer.status
+        if 200 <= status < 300:
+            return Cancelled()
+        details = _details(answer)
+        message = details["message"] or f"HTTP {status} from revolut"
+        if status == 404:
+            return Rejected("link_not_found", message, None, status, details)
+        if status in (400, 409, 422) and (details["code"] == str(CODE_NOT_CANCELLABLE)
+                                          or _NOT_CANCELLABLE.search(message)):
+            return NotCancellable(message, _state_named(message))
+        return _command_error(answer, details)
+
     # --- auth: the refresh-token flow ----------------------------------------------------
 
     def token_call(self, account: RevolutAccount) -> HttpCall:
@@ -438,6 +502,70 @@ def _error_outcome(answer: HttpAnswer) -> ProviderOutcome:
         return Rejected("insufficient_funds", message, None, status, details)
     field = REQUEST_FIELD.get(details["field"] or "")
     return Rejected("provider_rejected", message, field, status, details)
+
+
+def _bad_link_id() -> Rejected:
+    return Rejected("provider_rejected", "connector_payout_id is not a Revolut payout link id",
+                    None, None, {"code": None, "message": None, "reason": "invalid_link_id",
+                                 "field": "connector_payout_id"})
+
+
+def link_state(value: Any) -> str | None:
+    """A ``state`` word (kept raw: the lifecycle places the states it knows)."""
+    return value if isinstance(value, str) and _STATE.fullmatch(value) else None
+
+
+def link_id(value: Any) -> str | None:
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
+
+
+def reference_of(value: Any) -> str | None:
+    return value if isinstance(value, str) and _REFERENCE.fullmatch(value) else None
+
+
+def event_time(value: Any) -> str | None:
+    """A provider timestamp as RFC 3339 UTC, or None when it is not a plausible one."""
+    us = _provider_timestamp_us(value)
+    return format_timestamp_us(us) if us is not None else None
+
+
+def _report(entity: Any, link: LinkRef) -> StatusReport | None:
+    """The report a fetched link makes, or None when unreadable or about another link."""
+    if not isinstance(entity, dict):
+        return None
+    state = link_state(entity.get("state"))
+    request_id = entity.get("request_id")
+    stated_id = entity.get("id")
+    if (state is None or not isinstance(stated_id, str)
+            or stated_id.lower() != link.connector_payout_id.lower()):  # UUIDs: any case
+        return None
+    if request_id is not None and request_id != link.reference:
+        return None
+    return StatusReport(connector_status=state, reference=reference_of(request_id),
+                        connector_payout_id=link.connector_payout_id)
+
+
+def _state_named(message: str) -> str | None:
+    match = _STATE_NAMED.search(message)
+    word = match.group(1).lower() if match is not None else None
+    return word if word in STATES else None
+
+
+def _command_error(answer: HttpAnswer, details: dict[str, str | None]
+                   ) -> Rejected | Transient | Unknown:
+    """A poll's or a cancel's error answer. Neither creates anything; a cancel answered
+    5xx may have cancelled the link: Unknown."""
+    status = answer.status
+    if status in (408, 429):  # refused before anything was done
+        return Transient("throttled" if status == 429 else "request_timeout", status,
+                         retry_after_s(answer.headers))
+    if status >= 500 or status < 400:
+        return Unknown("provider_unavailable" if status >= 500 else "unexpected_status", status)
+    message = details["message"] or f"HTTP {status} from revolut"
+    if status in (401, 403):
+        # Reached only after a refreshed token was refused too.
+        return Rejected("provider_authentication_failed", message, None, status, details)
+    return Rejected("provider_rejected", message, None, status, details)
 
 
 def _lookup_error(answer: HttpAnswer) -> Transient:

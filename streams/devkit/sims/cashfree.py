@@ -82,7 +82,21 @@ when money could depend on it):
     Base64(HMAC-SHA256(values sorted by key, concatenated; key = client secret)).
     ``referenceId`` there is the *transfer's* id (made at redemption), not the Cashgram's;
     ``eventTime`` is ``YYYY-MM-DD HH:MM:SS`` IST. PENDING/FAILED send nothing. Non-2xx
-    answers are retried ``webhook_retries`` times; ``webhook_duplicate_ratio`` re-sends.
+    answers are retried ``webhook_retries`` times (``webhook_retry_ms``, doubling). The
+    delivery faults (``webhook_duplicate`` -- alias ``webhook_duplicate_ratio`` --,
+    ``webhook_drop``, ``webhook_delay_ms``, ``webhook_forge``: an extra delivery signed
+    with another secret or with a field changed after signing, ``webhook_reserialize``:
+    the fields in another order and percent-encoding, still validly signed) and the
+    records are common.py's :class:`WebhookDispatcher`. Cashfree names no event id.
+13. Lifecycle moves for tests and walks: ``POST …/links/{cashgramId}/lifecycle
+    {"action", "force"?, "client_id"?}`` with ``pend`` (ACTIVE → PENDING), ``redeem``
+    (ACTIVE or PENDING → REDEEMED), ``fail`` (PENDING → FAILED), ``reverse`` (REDEEMED →
+    REVERSED), ``expire`` (ACTIVE → EXPIRED), ``deactivate`` (ACTIVE → DEACTIVATED, as the
+    API's deactivate); illegal moves answer 409 unless ``force``. ``POST
+    …/lifecycle/walk`` and ``GET …/lifecycle/statuses``: common.py's :class:`LinkWalker`
+    (paths: processed = REDEEMED, directly or via PENDING; expired; cancelled =
+    DEACTIVATED; reversed = REDEEMED → REVERSED; failed and failed_then_processed =
+    PENDING → FAILED, as a Cashgram whose transfer failed is not reopened).
 12. Credentials scope Cashgrams: another client neither sees nor conflicts with them.
     The ledger is keyed by cashgramId across clients, so one id created in two
     accounts shows as a duplicate (a routing bug for us).
@@ -99,7 +113,9 @@ and spare validation failures, like the other simulators.
 Control API (plain JSON, no auth): ``GET /_sim/cashfree/health``, ``GET …/ledger[?detail=1]``,
 ``GET …/stats``, ``POST …/reset {config?, tokens?}``, ``GET|POST …/config``,
 ``POST …/links/{cashgramId}/status {status, force?, client_id?}``,
-``POST …/tokens/revoke {client_id?}``, ``GET …/webhooks``, ``POST …/expire-due``,
+``POST …/links/{cashgramId}/lifecycle {action, force?, client_id?}``,
+``POST …/tokens/revoke {client_id?}``, ``GET …/webhooks``, ``POST …/webhooks/drain``,
+``POST …/lifecycle/walk``, ``GET …/lifecycle/statuses``, ``POST …/expire-due``,
 ``GET …/csgr/{code}`` (the page behind a cashgramLink). The ledger holds ``links``,
 ``by_reference`` {cashgramId: [referenceId, …]} (every create, all clients),
 ``duplicate_references`` (ids created more than once: must stay empty), ``conflicts``
@@ -129,14 +145,13 @@ import string
 import sys
 import time
 import unicodedata
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
@@ -145,16 +160,24 @@ from aiohttp import web
 from streams.devkit.sims.common import (
     FAULT_KINDS,
     URL_LINE_PREFIX,
+    WEBHOOK_CHECKS,
+    LinkWalker,
+    RenderSpec,
     SimulatorProcess,
+    WebhookDispatcher,
+    WebhookSettings,
     _bump,
     _non_negative,
     _probability,
     _Stats,
+    add_lifecycle_routes,
+    parse_move,
 )
 
 log = logging.getLogger("streams.devkit.sims.cashfree")
 
 PROVIDER = "cashfree"
+WEBHOOKS = True  # this simulator sends webhooks (the fleet passes it webhook_url)
 SIM_PREFIX = "/_sim/cashfree"
 API_PREFIX = "/payout/v1"
 DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
@@ -169,6 +192,17 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
     ACTIVE: frozenset({PENDING, REDEEMED, EXPIRED, DEACTIVATED}),
     PENDING: frozenset({REDEEMED, FAILED}),
     REDEEMED: frozenset({REVERSED}),
+}
+FINAL_STATUSES = frozenset({REDEEMED, FAILED, EXPIRED, REVERSED, DEACTIVATED})  # REDEEMED: reversible
+# lifecycle action -> (the statuses it is legal from, the status it moves to; None: the
+# configured deactivated_status)
+LIFECYCLE_ACTIONS: dict[str, tuple[frozenset[str], str | None]] = {
+    "pend": (frozenset({ACTIVE}), PENDING),
+    "redeem": (frozenset({ACTIVE, PENDING}), REDEEMED),
+    "fail": (frozenset({PENDING}), FAILED),
+    "reverse": (frozenset({REDEEMED}), REVERSED),
+    "expire": (frozenset({ACTIVE}), EXPIRED),
+    "deactivate": (frozenset({ACTIVE}), None),
 }
 _WEBHOOK_EVENTS = {
     REDEEMED: "CASHGRAM_REDEEMED",
@@ -265,14 +299,6 @@ def _optional_amount(key: str, value: Any) -> str | None:
     return str(amount)
 
 
-def _optional_url(key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ValueError(f"{key} must be null or an http(s) URL")
-    return value
-
-
 def _optional_seed(key: str, value: Any) -> int | None:
     if value is None:
         return None
@@ -303,11 +329,9 @@ _CONFIG_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "max_link_expiry_days": _int_in(0, 3650),
     "deactivated_status": _one_of(DEACTIVATED, EXPIRED),
     "clock_offset_s": _finite,
-    "webhook_url": _optional_url,
-    "webhook_retries": _int_in(0, 10),
-    "webhook_retry_ms": _non_negative,
-    "webhook_duplicate_ratio": _probability,
+    **WEBHOOK_CHECKS,
 }
+_CONFIG_ALIASES = {"webhook_duplicate_ratio": "webhook_duplicate"}  # older names still accepted
 
 
 @dataclass
@@ -340,12 +364,18 @@ class CashfreeSimConfig:
     clock_offset_s: float = 0.0
     webhook_url: str | None = None
     webhook_retries: int = 2
-    webhook_retry_ms: float = 1000.0
-    webhook_duplicate_ratio: float = 0.0
+    webhook_retry_ms: float = 1000.0  # doubling per re-send
+    webhook_timeout_s: float = 5.0
+    webhook_delay_ms: float = 0.0
+    webhook_duplicate: float = 0.0
+    webhook_drop: float = 0.0
+    webhook_forge: float = 0.0
+    webhook_reserialize: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["faults"] = dict(self.faults)
+        out["webhook_duplicate_ratio"] = self.webhook_duplicate  # its older name
         return out
 
     def copy(self) -> CashfreeSimConfig:
@@ -365,6 +395,7 @@ class CashfreeSimConfig:
                 raise ValueError("faults must be an object")
             flat.update(nested)
         for key, value in flat.items():
+            key = _CONFIG_ALIASES.get(key, key)
             if key in FAULT_KINDS:
                 new.faults[key] = _probability(key, value)
             elif key in _CONFIG_CHECKS:
@@ -557,6 +588,61 @@ def sign_webhook(fields: Mapping[str, str], secret: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+_FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
+_FORM_VARIANTS = 3
+
+
+def _percent_all(text: str) -> str:
+    """Every byte but ASCII letters and digits as a lower-case %xx escape."""
+    return "".join(chr(b) if chr(b).isalnum() and b < 128 else f"%{b:02x}" for b in text.encode())
+
+
+def form_body(fields: Mapping[str, str], variant: int = 0) -> bytes:
+    """The fields form-encoded: variant 0 in their order with ``+`` for spaces (what
+    Cashfree sends); every other variant the same fields in another order (sorted,
+    reversed, signature first) and percent-encoding (``%20``, every byte escaped in lower
+    case), never equal to variant 0."""
+    canonical = urlencode(fields).encode()
+    if variant <= 0:
+        return canonical
+    first = (variant - 1) % _FORM_VARIANTS
+    for kind in (first, *(k for k in range(_FORM_VARIANTS) if k != first)):  # the first that differs
+        if kind == 0:
+            text = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in sorted(fields.items()))
+        elif kind == 1:
+            text = urlencode(list(reversed(list(fields.items()))))
+        else:
+            ordered = sorted(fields.items(), key=lambda kv: kv[0] != "signature")
+            text = "&".join(f"{_percent_all(k)}={_percent_all(v)}" for k, v in ordered)
+        if text.encode() != canonical:
+            return text.encode()
+    return canonical  # one field of letters and digits: no other way to write it
+
+
+def render_webhook(fields: Mapping[str, str], spec: RenderSpec) -> tuple[bytes, Mapping[str, str]]:
+    """One delivery of a Cashgram webhook: the form with its ``signature`` field."""
+    signature = sign_webhook(fields, spec.secret.decode()) if spec.secret else ""
+    sent = dict(fields)
+    if spec.tamper:  # changed after signing: the signature no longer matches
+        sent["event"] = "CASHGRAM_REDEEMED" if sent.get("event") != "CASHGRAM_REDEEMED" else "CASHGRAM_EXPIRED"
+    sent["signature"] = signature
+    return form_body(sent, spec.variant), _FORM_HEADERS
+
+
+def walk_path(path: str, rng: random.Random) -> list[str]:
+    """A walk path (common.WALK_PATHS) as Cashgram moves, from ACTIVE."""
+    via_pending = ["pend"] if rng.random() < 0.5 else []
+    if path == "processed":
+        return [*via_pending, "redeem"]
+    if path == "expired":
+        return ["expire"]
+    if path == "cancelled":
+        return ["deactivate"]
+    if path == "reversed":
+        return [*via_pending, "redeem", "reverse"]
+    return ["pend", "fail"]  # failed, failed_then_processed: a failed Cashgram is not reopened
+
+
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -642,8 +728,9 @@ class CashfreeSimulator:
         self._hanging = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._webhook_tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
+        self.webhooks = WebhookDispatcher(self.config.seed)
+        self.walker = LinkWalker(self)
+        self._by_link_id: dict[str, _Cashgram] = {}  # referenceId -> Cashgram, built when asked
         self._reset_state()
 
     # -- state ------------------------------------------------------------------
@@ -653,10 +740,16 @@ class CashfreeSimulator:
         self.by_reference: dict[str, list[_Cashgram]] = {}  # raw cashgramId -> every create, all clients
         self.by_code: dict[str, _Cashgram] = {}
         self.conflicts: dict[str, int] = {}
-        self.webhook_log: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.stats = _Stats()
         self._next_reference_id = 1_000_000 + self._rand.randrange(1_000_000)
         self._fault_rng.seed(self.config.seed)
+        self._by_link_id = {}
+        self.webhooks.reset(self.config.seed)
+
+    @property
+    def webhook_log(self) -> list[dict[str, Any]]:
+        """Every webhook delivery record (common.WebhookDispatcher)."""
+        return list(self.webhooks.deliveries)
 
     def reset(self, *, config: bool = False, tokens: bool = False) -> None:
         """Forget all Cashgrams, counters and webhook records (optionally config and tokens)."""
@@ -718,10 +811,64 @@ class CashfreeSimulator:
         """Return once no handler is inside a ``timeout_before_create`` hang (test sync point)."""
         await self._idle.wait()
 
-    async def drain_webhooks(self) -> None:
+    async def drain_webhooks(self, timeout: float | None = None) -> bool:
         """Wait until every scheduled webhook delivery (with its retries) has finished."""
-        while self._webhook_tasks:
-            await asyncio.gather(*list(self._webhook_tasks), return_exceptions=True)
+        return await self.webhooks.drain(timeout)
+
+    async def aclose(self) -> None:
+        """Stop webhook deliveries and close their HTTP session."""
+        await self.webhooks.aclose()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def move(self, cg: _Cashgram, action: str, *, force: bool = False, why: str = "sim") -> str | None:
+        """One lifecycle move (:data:`LIFECYCLE_ACTIONS`) with its webhook; returns why it
+        is refused (an illegal move without ``force``), else None."""
+        sources, target = LIFECYCLE_ACTIONS[action]
+        now = self.now()
+        self._refresh(cg, now)
+        if target is None:
+            target, why = self.config.deactivated_status, "deactivated"
+        if cg.status not in sources and not force:
+            return f"illegal move {action!r}: {cg.status} -> {target} (legal from {', '.join(sorted(sources))})"
+        self._transition(cg, target, now, "forced" if force and cg.status not in sources else why)
+        if action == "deactivate":
+            _bump(self.stats.events, "cashgrams_deactivated")
+        return None
+
+    def _link(self, link_id: str) -> _Cashgram:
+        cg = self._by_link_id.get(link_id)
+        if cg is None:
+            self._by_link_id = {str(c.reference_id): c for c in self.cashgrams.values()}
+            cg = self._by_link_id[link_id]
+        return cg
+
+    # LifecycleSubject (common.LinkWalker): our reference is the cashgramId, the link id
+    # Cashfree's referenceId
+    def walk_candidates(self, references: Sequence[str] | None) -> list[tuple[str, str]]:
+        now = self.now()
+        if references is None:
+            return [(cg.cashgram_id, str(cg.reference_id)) for cg in self.cashgrams.values()
+                    if self._refresh(cg, now).status not in FINAL_STATUSES]
+        return [(ref, str(cg.reference_id)) for ref in dict.fromkeys(references)
+                for cg in self.by_reference.get(ref, ())]
+
+    def walk_steps(self, link_id: str, path: str, rng: random.Random) -> list[str]:
+        return walk_path(path, rng)
+
+    def walk_legal(self, link_id: str, action: str) -> bool:
+        cg = self._link(link_id)
+        return self._refresh(cg, self.now()).status in LIFECYCLE_ACTIONS[action][0]
+
+    def walk_apply(self, link_id: str, action: str) -> bool:
+        return self.move(self._link(link_id), action, why="walk") is None
+
+    def walk_status(self, link_id: str) -> str:
+        return self._refresh(self._link(link_id), self.now()).status
+
+    def lifecycle_links(self) -> list[tuple[str, str, str, bool]]:
+        now = self.now()
+        return [(cg.cashgram_id, str(cg.reference_id), self._refresh(cg, now).status,
+                 cg.status in FINAL_STATUSES) for cg in self.cashgrams.values()]
 
     # -- helpers ------------------------------------------------------------------
     def _key(self, client_id: str, cashgram_id: str) -> tuple[str, str]:
@@ -912,61 +1059,16 @@ class CashfreeSimulator:
             fields.update(referenceId=str(cg.transfer_reference_id), eventTime=_ist_text(at))
         else:
             fields["reason"] = "Cashgram deactivated" if why == "deactivated" else "Cashgram expired"
-        secret = self._secrets.get(cg.client_id)
-        fields["signature"] = sign_webhook(fields, secret.decode()) if secret is not None else ""
-        copies = 2 if self._rand.random() < self.config.webhook_duplicate_ratio else 1
-        for copy in range(copies):
-            self._emit(dict(fields), duplicate=copy > 0)
-
-    def _emit(self, fields: dict[str, str], *, duplicate: bool) -> None:
-        entry: dict[str, Any] = {
-            "event": fields["event"], "cashgramid": fields["cashgramid"], "fields": fields,
-            "duplicate": duplicate, "attempts": 0, "delivered": None, "last_status": None,
-        }
-        self.webhook_log.append(entry)
-        _bump(self.stats.events, "webhooks_emitted")
-        url = self.config.webhook_url
-        if url is None:
-            return
-        try:
-            task = asyncio.get_running_loop().create_task(self._deliver(entry, url))
-        except RuntimeError:  # no loop (a direct call from sync code): record only
-            return
-        self._webhook_tasks.add(task)
-        task.add_done_callback(self._webhook_tasks.discard)
-
-    async def _deliver(self, entry: dict[str, Any], url: str) -> None:
-        """Form-encoded POST, retried with doubling backoff until a 2xx or retries run out."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        body = urlencode(entry["fields"]).encode()
-        attempts = 1 + self.config.webhook_retries
-        for attempt in range(attempts):
-            entry["attempts"] += 1
-            try:
-                async with self._session.post(
-                    url, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
-                ) as resp:
-                    await resp.read()
-                    entry["last_status"] = resp.status
-                    if 200 <= resp.status < 300:
-                        entry["delivered"] = True
-                        _bump(self.stats.events, "webhooks_delivered")
-                        return
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                entry["last_status"] = type(exc).__name__
-            if attempt + 1 < attempts:
-                await asyncio.sleep(self.config.webhook_retry_ms / 1000.0 * (2**attempt))
-        entry["delivered"] = False
-        _bump(self.stats.events, "webhooks_failed")
+        secret = self._secrets.get(cg.client_id) or b""
+        signed = {**fields, "signature": sign_webhook(fields, secret.decode()) if secret else ""}
+        self.webhooks.emit(
+            WebhookSettings.of(self.config), event=event, link_id=str(cg.reference_id),
+            reference=cg.cashgram_id, payload=fields, secret=secret, render=render_webhook,
+            counters=self.stats.events, extra={"cashgramid": cg.cashgram_id, "status": status, "fields": signed},
+        )
 
     async def _close(self, app: web.Application) -> None:
-        for task in list(self._webhook_tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._webhook_tasks), return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.aclose()
 
     def _refresh(self, cg: _Cashgram, now: float) -> _Cashgram:
         """Lazy expiry: an ACTIVE Cashgram past the end of its linkExpiry day reads EXPIRED."""
@@ -1182,13 +1284,12 @@ class CashfreeSimulator:
                 return self._plain({"error": str(exc)}, 400)
             if "seed" in patch:
                 self._fault_rng.seed(self.config.seed)
+                self.webhooks.reseed(self.config.seed)
         return self._plain(self.config.to_json())
 
-    async def sim_set_status(self, request: web.Request) -> web.Response:
-        """Move a Cashgram through its lifecycle (there is no recipient to do it)."""
-        body = await self._control_body(request)
-        if body is None:
-            return self._plain({"error": "body must be a JSON object"}, 400)
+    def _control_cashgram(self, request: web.Request, body: Mapping[str, Any]) -> _Cashgram | web.Response:
+        """The Cashgram a control call names (``cashgram_id`` in the path, ``client_id``
+        in the body when the id exists for several clients), or the error answer."""
         cid = request.match_info["cashgram_id"]
         client_id = body.get("client_id")
         matches = [cg for cg in self.by_reference.get(cid, ()) if client_id is None or cg.client_id == client_id]
@@ -1196,6 +1297,36 @@ class CashfreeSimulator:
             return self._plain({"error": "no such cashgram"}, 404)
         if len(matches) > 1:
             return self._plain({"error": "cashgramId exists for several clients: give client_id"}, 409)
+        return matches[0]
+
+    async def sim_lifecycle(self, request: web.Request) -> web.Response:
+        """``POST …/links/{cashgramId}/lifecycle {"action", "force"?, "client_id"?}``: one move."""
+        body = await self._control_body(request)
+        if body is None:
+            return self._plain({"error": "body must be a JSON object"}, 400)
+        found = self._control_cashgram(request, body)
+        if isinstance(found, web.Response):
+            return found
+        try:
+            action, force = parse_move(body)
+            if action not in LIFECYCLE_ACTIONS:
+                raise ValueError(f"action must be one of {', '.join(LIFECYCLE_ACTIONS)}")
+        except ValueError as exc:
+            return self._plain({"error": str(exc)}, 400)
+        refused = self.move(found, action, force=force)
+        if refused is not None:
+            return self._plain({"error": refused, "cashgram": found.to_json()}, 409)
+        return self._plain(found.to_json())
+
+    async def sim_set_status(self, request: web.Request) -> web.Response:
+        """Move a Cashgram through its lifecycle (there is no recipient to do it)."""
+        body = await self._control_body(request)
+        if body is None:
+            return self._plain({"error": "body must be a JSON object"}, 400)
+        found = self._control_cashgram(request, body)
+        if isinstance(found, web.Response):
+            return found
+        matches = [found]
         status = body.get("status")
         if status not in STATUSES:
             return self._plain({"error": f"status must be one of {sorted(STATUSES)}"}, 400)
@@ -1211,9 +1342,6 @@ class CashfreeSimulator:
         if body is None:
             return self._plain({"error": "body must be a JSON object"}, 400)
         return self._plain({"revoked": self.revoke_tokens(body.get("client_id"))})
-
-    async def sim_webhooks(self, request: web.Request) -> web.Response:
-        return self._plain({"webhooks": list(self.webhook_log)})
 
     async def sim_expire_due(self, request: web.Request) -> web.Response:
         return self._plain({"expired": self.sweep_expired()})
@@ -1248,8 +1376,9 @@ class CashfreeSimulator:
         r.add_route("GET", f"{SIM_PREFIX}/config", self.sim_config)
         r.add_route("POST", f"{SIM_PREFIX}/config", self.sim_config)
         r.add_post(SIM_PREFIX + "/links/{cashgram_id}/status", self.sim_set_status)
+        r.add_post(SIM_PREFIX + "/links/{cashgram_id}/lifecycle", self.sim_lifecycle)
         r.add_post(f"{SIM_PREFIX}/tokens/revoke", self.sim_revoke_tokens)
-        r.add_get(f"{SIM_PREFIX}/webhooks", self.sim_webhooks, allow_head=False)
+        add_lifecycle_routes(r, SIM_PREFIX, self.walker, self.webhooks)
         r.add_post(f"{SIM_PREFIX}/expire-due", self.sim_expire_due)
         r.add_get(SIM_PREFIX + "/csgr/{code}", self.sim_link_page, allow_head=False)
 
@@ -1375,7 +1504,8 @@ class CashfreeSimulatorProcess(SimulatorProcess):
     """The Cashfree simulator as a child process; start/stop/URL handling is :class:`SimulatorProcess`'s.
 
     Credentials ``{client_id: {"client_secret": …}}`` travel via ``SIM_CREDENTIALS``
-    (never argv); any :class:`CashfreeSimConfig` key can be given in ``config``.
+    (never argv); any :class:`CashfreeSimConfig` key can be given in ``config``, the
+    webhook knobs also as ``webhook_url`` and ``webhook`` (common.WEBHOOK_KNOBS).
     """
 
     control_prefix = SIM_PREFIX
@@ -1392,8 +1522,12 @@ class CashfreeSimulatorProcess(SimulatorProcess):
         startup_timeout: float = 15.0,
         stop_timeout: float = 5.0,
         stderr: Any = None,
+        webhook_url: str | None = None,
+        webhook: Mapping[str, Any] | None = None,
     ) -> None:
-        patch = {"latency_ms": 0.0, "jitter_ms": 0.0, **(config or {})}
+        patch = {"latency_ms": 0.0, "jitter_ms": 0.0, **(config or {}), **(webhook or {})}
+        if webhook_url is not None:
+            patch["webhook_url"] = webhook_url
         CashfreeSimConfig().apply(patch)  # fail here, not in the child
         argv = [python, "-m", "streams.devkit.sims.cashfree", "--host", host, "--port", str(port),
                 "--latency-ms", "0", "--jitter-ms", "0", "--config-json", json.dumps(patch)]
@@ -1424,13 +1558,16 @@ class CashfreeSimulatorProcess(SimulatorProcess):
 
 def fleet_process(*, latency_ms: float, jitter_ms: float, faults: Mapping[str, float] | None,
                   hang_ms: float | None, seed: int | None, **options: Any) -> CashfreeSimulatorProcess:
-    """This simulator as one of the fleet's; ``options`` are :class:`CashfreeSimConfig` keys."""
+    """This simulator as one of the fleet's; ``options`` are :class:`CashfreeSimConfig` keys
+    (and ``webhook``: a dict of webhook knobs)."""
     config: dict[str, Any] = {"latency_ms": latency_ms, "jitter_ms": jitter_ms, **(faults or {})}
     if hang_ms is not None:
         config["hang_ms"] = hang_ms
     if seed is not None:
         config["seed"] = seed
-    return CashfreeSimulatorProcess(config={**config, **options})
+    options = dict(options)
+    webhook = options.pop("webhook", None) or {}
+    return CashfreeSimulatorProcess(config={**config, **options, **webhook})
 
 
 async def fetch_ledger(url: str, *, timeout: float = 10.0) -> dict[str, Any]:

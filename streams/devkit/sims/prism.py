@@ -17,7 +17,10 @@ One process serves two ports: gRPC (``--port``; real Prism uses 8000) and an HTT
 port (``--control-port``) with the other simulators' control surface under
 ``/_sim/prism/``: ``GET health`` (also names the gRPC target), ``GET ledger``, ``GET
 stats``, ``GET|POST config``, ``POST reset`` (``{"config": bool}``), ``POST
-payouts/{id}/status`` (``{"status": "SUCCESS"}``). ``python -m streams.devkit.sims.prism``
+payouts/{id}/status`` (``{"status": "SUCCESS", "force"?: false}``), ``POST
+payouts/{id}/lifecycle`` (``{"action", "force"?}``), ``POST lifecycle/walk``, ``GET
+lifecycle/statuses``, ``GET webhooks`` and ``POST webhooks/drain`` (always empty: Prism's
+reference documents no webhooks, so none is sent). ``python -m streams.devkit.sims.prism``
 prints ``SIMULATOR_URL=http://127.0.0.1:<control port>`` once both listen;
 :class:`PrismServerProcess` runs it as a child process and reads the gRPC target from
 the health answer.
@@ -49,6 +52,17 @@ DEADLINE_EXCEEDED). ``connector_status`` forces the connector's HTTP answer for 
 call that reaches it: a 4xx/5xx becomes its gRPC status (the table is
 :data:`HTTP_TO_GRPC`; any other status is UNKNOWN), 200 is Prism's "200 with a failure
 body": an OK response carrying ``error`` and PENDING, nothing created.
+
+Lifecycle. A payout moves only along :data:`TRANSITIONS` (Hyperswitch's payout states:
+the ``REQUIRES_*`` states before the recipient's data is in, then INITIATED -> PENDING ->
+SUCCESS, SUCCESS -> REVERSED; FAILED, CANCELLED, EXPIRED and REVERSED end it).
+``payouts/{id}/status`` sets any status through the shortest chain of legal moves (e.g.
+REQUIRES_PAYOUT_METHOD_DATA -> INITIATED -> SUCCESS), 409 when none leads there, or
+directly with ``force``. ``payouts/{id}/lifecycle`` makes one move: ``initiate``
+(INITIATED), ``pend`` (PENDING), ``succeed`` (SUCCESS), ``fail`` (FAILED), ``reverse``
+(REVERSED), ``cancel`` (CANCELLED), ``expire`` (EXPIRED). Walk paths: processed =
+INITIATED or PENDING, then SUCCESS; expired; cancelled; reversed = INITIATED, SUCCESS,
+REVERSED; failed and failed_then_processed = INITIATED, FAILED (FAILED is terminal).
 """
 
 from __future__ import annotations
@@ -80,11 +94,16 @@ from streams.connectors.prism.gen import payout_service_pb2 as pb
 from streams.devkit.sims.common import (
     _JSON_HEADERS,
     URL_LINE_PREFIX,
+    LinkWalker,
     SimulatorProcess,
+    WebhookDispatcher,
     _bump,
     _non_negative,
     _probability,
     _Stats,
+    add_lifecycle_routes,
+    json_object,
+    parse_move,
 )
 
 log = logging.getLogger("streams.devkit.sims.prism")
@@ -121,6 +140,67 @@ PAYOUT_STATUSES: tuple[str, ...] = tuple(
 )
 # Hyperswitch's terminal payout states: Void refuses them (CANCELLED is answered as is).
 TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "CANCELLED", "EXPIRED", "REVERSED"})
+WEBHOOKS = False  # Prism's reference documents none
+_BEFORE_DATA = ("REQUIRES_VENDOR_ACCOUNT_CREATION", "REQUIRES_CONFIRMATION", "REQUIRES_FULFILLMENT")
+_ENDINGS = ("FAILED", "CANCELLED", "EXPIRED")
+# the legal moves of a payout (status -> the statuses it may move to); others end it
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "REQUIRES_CREATION": frozenset({"REQUIRES_PAYOUT_METHOD_DATA", *_BEFORE_DATA, "INELIGIBLE", "INITIATED",
+                                    "PENDING", *_ENDINGS}),
+    "REQUIRES_PAYOUT_METHOD_DATA": frozenset({*_BEFORE_DATA, "INELIGIBLE", "INITIATED", "PENDING", *_ENDINGS}),
+    "REQUIRES_VENDOR_ACCOUNT_CREATION": frozenset({"REQUIRES_PAYOUT_METHOD_DATA", "REQUIRES_CONFIRMATION",
+                                                   "REQUIRES_FULFILLMENT", "INITIATED", "PENDING", *_ENDINGS}),
+    "REQUIRES_CONFIRMATION": frozenset({"REQUIRES_FULFILLMENT", "INITIATED", "PENDING", *_ENDINGS}),
+    "REQUIRES_FULFILLMENT": frozenset({"INITIATED", "PENDING", *_ENDINGS}),
+    "INELIGIBLE": frozenset({"REQUIRES_PAYOUT_METHOD_DATA", "FAILED", "CANCELLED"}),
+    "INITIATED": frozenset({"PENDING", "SUCCESS", "FAILED", "CANCELLED"}),
+    "PENDING": frozenset({"SUCCESS", "FAILED", "CANCELLED"}),
+    "SUCCESS": frozenset({"REVERSED"}),
+}
+FINAL_STATUSES = TERMINAL_STATUSES  # SUCCESS may still be reversed, but counts as final
+# lifecycle action -> the status it moves to
+LIFECYCLE_ACTIONS: Mapping[str, str] = {
+    "initiate": "INITIATED", "pend": "PENDING", "succeed": "SUCCESS", "fail": "FAILED",
+    "reverse": "REVERSED", "cancel": "CANCELLED", "expire": "EXPIRED",
+}
+
+
+def legal_path(source: str, target: str) -> list[str] | None:
+    """The shortest chain of legal moves from ``source`` to ``target`` (the statuses after
+    ``source``, in order; [] when they are equal), or None when none leads there. Ties
+    go to the status listed first in the enum (INITIATED before PENDING)."""
+    if source == target:
+        return []
+    previous: dict[str, str] = {source: source}
+    frontier = [source]
+    while frontier:
+        following: list[str] = []
+        for status in frontier:
+            for nxt in PAYOUT_STATUSES:
+                if nxt in TRANSITIONS.get(status, ()) and nxt not in previous:
+                    previous[nxt] = status
+                    if nxt == target:
+                        path = [nxt]
+                        while previous[path[-1]] != source:
+                            path.append(previous[path[-1]])
+                        return path[::-1]
+                    following.append(nxt)
+        frontier = following
+    return None
+
+
+def walk_path(path: str, rng: random.Random) -> list[str]:
+    """A walk path (common.WALK_PATHS) as payout moves, from before the payout."""
+    via = "pend" if rng.random() < 0.5 else "initiate"
+    if path == "processed":
+        return [via, "succeed"]
+    if path == "expired":
+        return ["expire"]
+    if path == "cancelled":
+        return ["cancel"]
+    if path == "reversed":
+        return ["initiate", "succeed", "reverse"]
+    return ["initiate", "fail"]  # failed, failed_then_processed: FAILED is terminal
 LOOKUP_DUPLICATES = ("first", "latest", "conflict")
 
 DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {"adyen": {"api_key": "prism_sim_adyen_key"}}
@@ -426,6 +506,8 @@ class PrismSimulator:
         self._rand = random.Random()  # ids and jitter: need not be reproducible
         self._fault_rng = random.Random(self.config.seed)
         self.grpc_target = ""  # host:port, set once serving
+        self.webhooks = WebhookDispatcher(self.config.seed)  # stays empty: no webhooks
+        self.walker = LinkWalker(self)
         self._reset_state()
 
     @property
@@ -448,6 +530,38 @@ class PrismSimulator:
 
     def reseed(self) -> None:
         self._fault_rng.seed(self.config.seed)
+
+    # -- lifecycle ------------------------------------------------------------------
+    def move(self, payout: Payout, target: str, *, force: bool = False) -> str | None:
+        """One move to ``target``; returns why it is refused (not legal, no ``force``)."""
+        if target not in TRANSITIONS.get(payout.status, ()) and not force:
+            return f"illegal move {payout.status} -> {target}"
+        payout.status = target
+        _bump(self.stats.events, "lifecycle_moves")
+        return None
+
+    # LifecycleSubject (common.LinkWalker): our reference is the merchant_payout_id
+    def walk_candidates(self, references: Sequence[str] | None) -> list[tuple[str, str]]:
+        if references is None:
+            return [(p.merchant_payout_id or pid, pid) for pid, p in self.payouts.items()
+                    if p.status not in FINAL_STATUSES]
+        return [(ref, pid) for ref in dict.fromkeys(references) for pid in self.by_reference.get(ref, ())]
+
+    def walk_steps(self, link_id: str, path: str, rng: random.Random) -> list[str]:
+        return walk_path(path, rng)
+
+    def walk_legal(self, link_id: str, action: str) -> bool:
+        return LIFECYCLE_ACTIONS[action] in TRANSITIONS.get(self.payouts[link_id].status, ())
+
+    def walk_apply(self, link_id: str, action: str) -> bool:
+        return self.move(self.payouts[link_id], LIFECYCLE_ACTIONS[action]) is None
+
+    def walk_status(self, link_id: str) -> str:
+        return self.payouts[link_id].status
+
+    def lifecycle_links(self) -> list[tuple[str, str, str, bool]]:
+        return [(p.merchant_payout_id or pid, pid, p.status, p.status in FINAL_STATUSES)
+                for pid, p in self.payouts.items()]
 
     def ledger(self) -> dict[str, Any]:
         by_status: dict[str, int] = {}
@@ -693,7 +807,13 @@ class PrismSimulator:
         r.add_route("GET", SIM_PREFIX + "/config", self._sim_config)
         r.add_route("POST", SIM_PREFIX + "/config", self._sim_config)
         r.add_post(SIM_PREFIX + "/payouts/{payout_id}/status", self._sim_set_status)
+        r.add_post(SIM_PREFIX + "/payouts/{payout_id}/lifecycle", self._sim_lifecycle)
+        add_lifecycle_routes(r, SIM_PREFIX, self.walker, self.webhooks)
+        app.on_cleanup.append(self._on_cleanup)
         return app
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        await self.webhooks.aclose()
 
     @staticmethod
     def _json(payload: Any, status: int = 200) -> web.Response:
@@ -728,15 +848,39 @@ class PrismSimulator:
         return self._json(self.config.to_json())
 
     async def _sim_set_status(self, request: web.Request) -> web.Response:
-        """Force a payout's status (e.g. SUCCESS, EXPIRED) so later lifecycle paths can be tested."""
+        """Set a payout's status (e.g. SUCCESS, EXPIRED) through legal moves (``path``:
+        the statuses it went through), or directly with ``force``; 409 when no legal
+        chain of moves leads there."""
         payout = self.payouts.get(request.match_info["payout_id"])
         if payout is None:
             return self._json({"error": "no such payout"}, status=404)
-        body = orjson.loads(await request.read() or b"{}")
-        status = body.get("status") if isinstance(body, dict) else None
-        if status not in PAYOUT_STATUSES:
-            return self._json({"error": "unknown status"}, status=400)
-        payout.status = status
+        body = await json_object(request)
+        status = body.get("status") if body is not None else None
+        force = body.get("force", False) if body is not None else False
+        if status not in PAYOUT_STATUSES or not isinstance(force, bool):
+            return self._json({"error": "unknown status (or force not a boolean)"}, status=400)
+        path = [status] if force else legal_path(payout.status, status)
+        if path is None:
+            return self._json({"error": f"no legal moves lead from {payout.status} to {status}",
+                               "payout": payout.to_json()}, status=409)
+        for step in path:
+            self.move(payout, step, force=force)
+        return self._json({**payout.to_json(), "path": path})
+
+    async def _sim_lifecycle(self, request: web.Request) -> web.Response:
+        """``POST payouts/{id}/lifecycle {"action", "force"?}``: one move; 409 when illegal."""
+        payout = self.payouts.get(request.match_info["payout_id"])
+        if payout is None:
+            return self._json({"error": "no such payout"}, status=404)
+        try:
+            action, force = parse_move(await json_object(request))
+            if action not in LIFECYCLE_ACTIONS:
+                raise ValueError(f"action must be one of {', '.join(LIFECYCLE_ACTIONS)}")
+        except ValueError as exc:
+            return self._json({"error": str(exc)}, status=400)
+        refused = self.move(payout, LIFECYCLE_ACTIONS[action], force=force)
+        if refused is not None:
+            return self._json({"error": refused, "payout": payout.to_json()}, status=409)
         return self._json(payout.to_json())
 
 
@@ -888,6 +1032,7 @@ class PrismServerProcess(SimulatorProcess):
 
     control_prefix = SIM_PREFIX
     health_path = SIM_PREFIX + "/health"
+    links_path = "/payouts"
 
     def __init__(self, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
                  faults: Mapping[str, float] | None = None, hang_ms: float | None = None,
@@ -936,8 +1081,10 @@ class PrismServerProcess(SimulatorProcess):
     def reset(self, *, config: bool = False) -> None:
         self._call("POST", SIM_PREFIX + "/reset", {"config": config})
 
-    def set_status(self, payout_id: str, status: str) -> dict[str, Any]:
-        return self._call("POST", f"{SIM_PREFIX}/payouts/{payout_id}/status", {"status": status})
+    def set_status(self, payout_id: str, status: str, *, force: bool = False) -> dict[str, Any]:
+        """Move a payout to ``status`` through legal moves (or directly with ``force``);
+        ValueError when no legal chain leads there."""
+        return self._call("POST", f"{SIM_PREFIX}/payouts/{payout_id}/status", {"status": status, "force": force})
 
     def links_by_reference(self) -> dict[str, list[str]]:
         """Our reference (the payout's ``merchant_payout_id``) -> connector payout ids."""

@@ -14,7 +14,39 @@ one line ``SIMULATOR_URL=http://127.0.0.1:<port>`` on stdout once listening.
 
 The hot path (create) is kept lean on purpose -- it is driven at thousands of creates
 per second on a 2-core machine: precomputed auth headers, one RNG draw per fault
-decision, orjson, dict indexes, no middleware, no access log.
+decision, orjson, dict indexes, no middleware, no access log, and no webhook work at
+all unless a ``webhook_url`` is set.
+
+Lifecycle (providers.md): ``pending`` (only with ``approval_workflow``) -> ``issued`` |
+``rejected``; ``issued`` -> ``processing`` | ``cancelled`` | ``expired``; ``processing`` ->
+``processed`` | ``issued`` (the payout failed: the recipient may retry); ``processed`` ->
+``issued`` (a reversal). There is no recipient here, so the control endpoint
+``POST /_sim/links/{id}/lifecycle {"action", "force"?}`` makes the moves:
+``claim`` (issued -> processing: ``attempt_count`` + 1, a new ``fund_account_id``),
+``process`` (processing -> processed, ``payout_id`` set), ``fail`` (processing -> issued),
+``reverse`` (processed -> issued), ``expire`` (issued -> expired, ``expired_at``),
+``cancel`` (issued -> cancelled, ``cancelled_at``; the same as the API's cancel),
+``reject`` (pending -> rejected), ``approve`` (pending -> issued). An illegal move answers
+409 unless ``force``. ``POST /_sim/links/{id}/status {"status"}`` still forces a status
+(the move it amounts to, from wherever the link is). An issued link past ``expire_by``
+reads as ``expired`` on the next read of it (lazy expiry).
+
+Webhooks (only with ``webhook_url``): every status change -- creation
+(``payout_link.issued``, or ``payout_link.pending``), each move, the API's cancel, an
+observed expiry -- POSTs ``{"entity": "event", "account_id": "acc_…", "event":
+"payout_link.<event>", "contains": ["payout_link"], "payload": {"payout_link": {"entity":
+{the whole link after the change}}}, "created_at": <unix s>}`` with ``Content-Type:
+application/json``, ``X-Razorpay-Signature`` (hex HMAC-SHA256 of the exact body bytes,
+keyed with the account's ``webhook_secret``; default ``demo_webhook_secret``) and
+``x-razorpay-event-id`` (``evt_…``, one per event, kept by duplicates and retries). The
+event is named after the new status, except that a failed payout and a reversal (both
+back to ``issued``) are ``payout_link.attempted``; an expiry is ``payout_link.expired``
+with status ``expired``. Non-2xx or no answer: ``webhook_retries`` re-sends,
+``webhook_retry_ms`` doubling (Razorpay retries for 24 h; the default here is small).
+Delivery faults and records are common.py's :class:`WebhookDispatcher`
+(``GET /_sim/webhooks``, ``POST /_sim/webhooks/drain``); walks
+(``POST /_sim/lifecycle/walk``) and the provider's truth (``GET /_sim/lifecycle/statuses``)
+its :class:`LinkWalker`.
 """
 
 from __future__ import annotations
@@ -23,6 +55,9 @@ import argparse
 import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
+import json
 import logging
 import os
 import random
@@ -44,21 +79,56 @@ from streams.devkit.sims.common import (
     _JSON_HEADERS,
     FAULT_KINDS,
     URL_LINE_PREFIX,
+    WEBHOOK_CHECKS,
+    WEBHOOK_KNOBS,
+    LinkWalker,
+    RenderSpec,
     SimulatorProcess,
+    WebhookDispatcher,
+    WebhookSettings,
     _bump,
     _non_negative,
     _probability,
     _Stats,
+    add_lifecycle_routes,
+    json_body,
+    json_object,
+    json_response,
+    parse_move,
+    tamper_json,
 )
 
 log = logging.getLogger("streams.devkit.sims.razorpay")
 
+WEBHOOKS = True  # this simulator sends webhooks (the fleet passes it webhook_url)
 DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
     "rzp_test_demo": {"key_secret": "demo_secret", "account_number": "2323230041626905"},
 }
+# an account's webhook secret when its credentials name none (the dev account's)
+DEFAULT_WEBHOOK_SECRET = "demo_webhook_secret"
+WEBHOOK_SIGNATURE_HEADER = "X-Razorpay-Signature"
+WEBHOOK_EVENT_ID_HEADER = "x-razorpay-event-id"
+# what the list filter accepts ("attempted" is an event, not a stored status)
 STATUSES = frozenset(
     {"pending", "issued", "processing", "processed", "attempted", "cancelled", "rejected", "expired"}
 )
+# docs call these final (processed may still be reversed, but counts as final for checkers)
+FINAL_STATUSES = frozenset({"processed", "cancelled", "expired", "rejected"})
+# lifecycle action -> (the statuses it is legal from, the status it moves to)
+LIFECYCLE_ACTIONS: dict[str, tuple[frozenset[str], str]] = {
+    "claim": (frozenset({"issued"}), "processing"),
+    "process": (frozenset({"processing"}), "processed"),
+    "fail": (frozenset({"processing"}), "issued"),
+    "reverse": (frozenset({"processed"}), "issued"),
+    "expire": (frozenset({"issued"}), "expired"),
+    "cancel": (frozenset({"issued"}), "cancelled"),
+    "reject": (frozenset({"pending"}), "rejected"),
+    "approve": (frozenset({"pending"}), "issued"),
+}
+_ATTEMPTED_ACTIONS = frozenset({"fail", "reverse"})  # event payout_link.attempted
+# a forced status -> the move it amounts to
+_FORCED_ACTION = {"processing": "claim", "processed": "process", "expired": "expire",
+                  "cancelled": "cancel", "rejected": "reject"}
 CONTACT_TYPES = frozenset({"customer", "employee", "vendor", "self"})
 CREATE_FIELDS = frozenset(
     {
@@ -146,6 +216,18 @@ class SimConfig:
     # An outage: every API call (create and reads) answers this 5xx from the gateway,
     # before any work; 0 = none. Set and cleared at runtime (chaos's long outages).
     outage_status: int = 0
+    # new links start "pending" (an approval workflow) instead of "issued"
+    approval_workflow: bool = False
+    # webhooks (common.WEBHOOK_KNOBS); none are sent without a URL
+    webhook_url: str | None = None
+    webhook_retries: int = 3
+    webhook_retry_ms: float = 1000.0  # doubling per re-send
+    webhook_timeout_s: float = 5.0
+    webhook_delay_ms: float = 0.0
+    webhook_duplicate: float = 0.0
+    webhook_drop: float = 0.0
+    webhook_forge: float = 0.0
+    webhook_reserialize: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -160,6 +242,8 @@ class SimConfig:
             "faults_on_reads": self.faults_on_reads,
             "seed": self.seed,
             "outage_status": self.outage_status,
+            "approval_workflow": self.approval_workflow,
+            **{key: getattr(self, key) for key in WEBHOOK_KNOBS},
         }
 
     def copy(self) -> SimConfig:
@@ -186,7 +270,9 @@ class SimConfig:
                 setattr(new, key, _non_negative(key, value))
             elif key == "retry_after_ratio":
                 new.retry_after_ratio = _probability(key, value)
-            elif key in ("honour_idempotency_header", "faults_on_reads"):
+            elif key in WEBHOOK_CHECKS:
+                setattr(new, key, WEBHOOK_CHECKS[key](key, value))
+            elif key in ("honour_idempotency_header", "faults_on_reads", "approval_workflow"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{key} must be a boolean")
                 setattr(new, key, value)
@@ -230,7 +316,57 @@ def load_credentials(path: str | None = None, env: Mapping[str, str] | None = No
             # name the key id only: never echo a secret
             raise ValueError(f"credential {key_id!r} needs string key_secret and account_number")
         out[str(key_id)] = {"key_secret": cred["key_secret"], "account_number": cred["account_number"]}
+        for optional in ("webhook_secret", "account_id"):
+            value = cred.get(optional)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"credential {key_id!r}: {optional} must be a non-empty string")
+            out[str(key_id)][optional] = value
     return out
+
+
+def account_id_for(account_number: str) -> str:
+    """The ``acc_…`` id webhooks name an account by, when its credentials give none."""
+    digest = int.from_bytes(hashlib.sha256(account_number.encode()).digest()[:12], "big")
+    chars = []
+    for _ in range(14):
+        digest, i = divmod(digest, len(_ALNUM))
+        chars.append(_ALNUM[i])
+    return "acc_" + "".join(chars)
+
+
+def sign_webhook(body: bytes, secret: str | bytes) -> str:
+    """``X-Razorpay-Signature``: hex HMAC-SHA256 of the raw body, keyed with the webhook secret."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def render_webhook(payload: Any, spec: RenderSpec) -> tuple[bytes, dict[str, str]]:
+    """One delivery of a webhook event: the body bytes and Razorpay's headers."""
+    body = json_body(payload, spec.variant)
+    signature = sign_webhook(body, spec.secret)
+    if spec.tamper:  # changed after signing: the signature no longer matches
+        body = json_body(tamper_json(payload), spec.variant)
+    headers = {"Content-Type": "application/json", WEBHOOK_SIGNATURE_HEADER: signature}
+    if spec.event_id is not None:
+        headers[WEBHOOK_EVENT_ID_HEADER] = spec.event_id
+    return body, headers
+
+
+def walk_path(path: str, rng: random.Random) -> list[str]:
+    """A walk path (common.WALK_PATHS) as Razorpay moves, from ``issued``."""
+    if path == "processed":
+        return ["claim", "process"]
+    if path == "expired":
+        return ["expire"]
+    if path == "cancelled":
+        return ["cancel"]
+    if path == "reversed":  # reversed: attempted again and paid, or left to expire
+        return ["claim", "process", "reverse", *(["claim", "process"] if rng.random() < 0.5 else ["expire"])]
+    if path == "failed_then_processed":
+        return ["claim", "fail", "claim", "process"]
+    return ["claim", "fail", "expire"]  # failed: the recipient never retried
 
 
 # ----------------------------------------------------------------------- validation
@@ -386,6 +522,15 @@ class PayoutLinkSimulator:
         self._creds: dict[str, tuple[str, str]] = {
             k: (v["key_secret"], v["account_number"]) for k, v in creds.items()
         }
+        # account number -> (acc_ id, webhook secret): the first credential naming it wins
+        self._webhook_accounts: dict[str, tuple[str, bytes]] = {}
+        for v in creds.values():
+            acct = v["account_number"]
+            if acct not in self._webhook_accounts:
+                self._webhook_accounts[acct] = (
+                    v.get("account_id") or account_id_for(acct),
+                    (v.get("webhook_secret") or DEFAULT_WEBHOOK_SECRET).encode(),
+                )
         # exact "Basic …" header -> account number: the hot-path auth is one dict lookup
         self._auth_headers: dict[str, str] = {
             "Basic " + base64.b64encode(f"{k}:{s}".encode()).decode(): acct
@@ -393,6 +538,8 @@ class PayoutLinkSimulator:
         }
         self._rand = random.Random()  # ids, jitter: need not be reproducible
         self._fault_rng = random.Random(self.config.seed)
+        self.webhooks = WebhookDispatcher(self.config.seed)
+        self.walker = LinkWalker(self)
         self._reset_state()
 
     # -- state ------------------------------------------------------------------
@@ -404,9 +551,10 @@ class PayoutLinkSimulator:
         self._contact_by_details: dict[tuple[Any, ...], str] = {}
         self.stats = _Stats()
         self._fault_rng.seed(self.config.seed)
+        self.webhooks.reset(self.config.seed)
 
     def reset(self, *, config: bool = False) -> None:
-        """Forget all links and counters (and optionally runtime config changes)."""
+        """Forget all links, counters and webhook records (and optionally runtime config changes)."""
         if config:
             self.config = self._initial_config.copy()
         self._reset_state()
@@ -545,13 +693,101 @@ class PayoutLinkSimulator:
             504, _5XX_DESCRIPTIONS[504], code="SERVER_ERROR", source="internal", step=step, reason="server_error"
         )
 
-    def _refresh(self, entity: dict[str, Any], now: float) -> dict[str, Any]:
-        """Lazy expiry: an issued link past ``expire_by`` reads as expired."""
+    def _refresh(self, link: _Link, now: float) -> dict[str, Any]:
+        """Lazy expiry: an issued link past ``expire_by`` reads as expired (and says so)."""
+        entity = link.entity
         expire_by = entity["expire_by"]
         if expire_by is not None and entity["status"] == "issued" and now >= expire_by:
             entity["status"] = "expired"
             entity["expired_at"] = expire_by
+            if self.config.webhook_url:
+                self._notify(link, "payout_link.expired")
         return entity
+
+    # -- lifecycle and webhooks ------------------------------------------------------
+    def _move(self, link: _Link, action: str, *, force: bool = False, now: float | None = None) -> str | None:
+        """One lifecycle move (:data:`LIFECYCLE_ACTIONS`) with its webhook; returns why it
+        is refused (an illegal move without ``force``), else None."""
+        sources, target = LIFECYCLE_ACTIONS[action]
+        now = time.time() if now is None else now
+        entity = self._refresh(link, now)
+        before = entity["status"]
+        if before not in sources and not force:
+            return f"illegal move {action!r}: {before} -> {target} (legal from {', '.join(sorted(sources))})"
+        entity["status"] = target
+        if action == "claim" or (action == "process" and before != "processing"):
+            entity["attempt_count"] += 1  # the recipient submitted details: a payout attempt
+            entity["fund_account_id"] = self._new_id("fa_", {})
+            entity["payout_id"] = None
+        if action == "process":
+            entity["payout_id"] = self._new_id("pout_", {})
+        elif action == "expire":
+            entity["expired_at"] = int(now)
+        elif action == "cancel":
+            entity["cancelled_at"] = int(now)
+        _bump(self.stats.events, "lifecycle_moves")
+        if self.config.webhook_url:
+            self._notify(link, "payout_link.attempted" if action in _ATTEMPTED_ACTIONS else "payout_link." + target)
+        return None
+
+    def _notify(self, link: _Link, event: str) -> None:
+        """Send ``event`` for the link as it is now (callers check ``webhook_url`` first)."""
+        account_id, secret = self._webhook_accounts.get(link.account) or (
+            account_id_for(link.account), DEFAULT_WEBHOOK_SECRET.encode())
+        entity = dict(link.entity)  # as it is now: later moves must not change this event
+        payload = {
+            "entity": "event", "account_id": account_id, "event": event, "contains": ["payout_link"],
+            "payload": {"payout_link": {"entity": entity}}, "created_at": int(time.time()),
+        }
+        self.webhooks.emit(
+            WebhookSettings.of(self.config), event=event, link_id=entity["id"], reference=entity["receipt"],
+            payload=payload, secret=secret, render=render_webhook, counters=self.stats.events,
+            event_id=self._new_id("evt_", {}), extra={"status": entity["status"]},
+        )
+
+    async def drain_webhooks(self, timeout: float | None = None) -> bool:
+        """Wait until no webhook delivery is in flight (tests; the end of a chaos run)."""
+        return await self.webhooks.drain(timeout)
+
+    async def aclose(self) -> None:
+        """Stop webhook deliveries and close their HTTP session."""
+        await self.webhooks.aclose()
+
+    # LifecycleSubject (common.LinkWalker): our reference is the receipt (else the id)
+    def walk_candidates(self, references: Sequence[str] | None) -> list[tuple[str, str]]:
+        now = time.time()
+        if references is None:
+            return [(link.entity["receipt"] or lid, lid) for lid, link in self.links.items()
+                    if self._refresh(link, now)["status"] not in FINAL_STATUSES]
+        out: list[tuple[str, str]] = []
+        for ref in dict.fromkeys(references):
+            ids = self.by_receipt.get(ref)
+            if ids is None and ref in self.links and self.links[ref].entity["receipt"] is None:
+                ids = [ref]
+            out.extend((ref, lid) for lid in ids or ())
+        return out
+
+    def walk_steps(self, link_id: str, path: str, rng: random.Random) -> list[str]:
+        pending = self.links[link_id].entity["status"] == "pending"
+        return (["approve"] if pending else []) + walk_path(path, rng)
+
+    def walk_legal(self, link_id: str, action: str) -> bool:
+        return self._refresh(self.links[link_id], time.time())["status"] in LIFECYCLE_ACTIONS[action][0]
+
+    def walk_apply(self, link_id: str, action: str) -> bool:
+        return self._move(self.links[link_id], action) is None
+
+    def walk_status(self, link_id: str) -> str:
+        status: str = self._refresh(self.links[link_id], time.time())["status"]
+        return status
+
+    def lifecycle_links(self) -> list[tuple[str, str, str, bool]]:
+        now = time.time()
+        out: list[tuple[str, str, str, bool]] = []
+        for lid, link in self.links.items():
+            status = self._refresh(link, now)["status"]
+            out.append((link.entity["receipt"] or lid, lid, status, status in FINAL_STATUSES))
+        return out
 
     # -- API handlers ------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
@@ -601,7 +837,7 @@ class PayoutLinkSimulator:
                             field=IDEMPOTENCY_HEADER,
                         )
                     _bump(stats.events, "idempotent_replays")
-                    entity = self._refresh(self.links[seen[1]].entity, now)
+                    entity = self._refresh(self.links[seen[1]], now)
                     if fault == "lost_after_create":
                         return self._drop(request)
                     return self._respond(200, entity)
@@ -635,7 +871,7 @@ class PayoutLinkSimulator:
             "fund_account_id": None,
             "payout_id": None,
             "purpose": body["purpose"],
-            "status": "issued",
+            "status": "pending" if cfg.approval_workflow else "issued",
             "amount": body["amount"],
             "currency": "INR",
             "description": body["description"],
@@ -651,7 +887,8 @@ class PayoutLinkSimulator:
             "expire_by": body.get("expire_by"),
             "expired_at": None,
         }
-        self.links[link_id] = _Link(entity, account)
+        link = _Link(entity, account)
+        self.links[link_id] = link
         if receipt is not None:
             ids = self.by_receipt.get(receipt)
             if ids is None:
@@ -661,6 +898,8 @@ class PayoutLinkSimulator:
         if idem_key is not None:
             self.idempotency[idem_key] = (body, link_id)
         _bump(stats.events, "links_created")
+        if cfg.webhook_url:
+            self._notify(link, "payout_link." + entity["status"])
         if fault == "lost_after_create":
             return self._drop(request)
         return self._respond(200, entity)
@@ -708,7 +947,7 @@ class PayoutLinkSimulator:
         link = self._lookup(request, account)  # type: ignore[arg-type]
         if link is None:
             return self._no_such_id()
-        return self._respond(200, self._refresh(link.entity, time.time()))
+        return self._respond(200, self._refresh(link, time.time()))
 
     async def cancel(self, request: web.Request) -> web.Response:
         account, early = await self._read_prologue(request, "cancel")
@@ -718,14 +957,13 @@ class PayoutLinkSimulator:
         if link is None:
             return self._no_such_id()
         now = time.time()
-        entity = self._refresh(link.entity, now)
+        entity = self._refresh(link, now)
         if entity["status"] != "issued":
             return self._fail(
                 400, f"Payout link cannot be cancelled in {entity['status']} status.",
                 step="payout_link_cancellation",
             )
-        entity["status"] = "cancelled"
-        entity["cancelled_at"] = int(now)
+        self._move(link, "cancel", now=now)
         return self._respond(200, entity)
 
     async def list_links(self, request: web.Request) -> web.Response:
@@ -767,7 +1005,7 @@ class PayoutLinkSimulator:
             link = self.links.get(link_id)
             if link is None or link.account != account:
                 continue
-            entity = self._refresh(link.entity, now)
+            entity = self._refresh(link, now)
             if t_from is not None and entity["created_at"] < t_from:
                 continue
             if t_to is not None and entity["created_at"] > t_to:
@@ -833,30 +1071,56 @@ class PayoutLinkSimulator:
                 return web.Response(status=400, body=orjson.dumps({"error": str(exc)}), headers=_JSON_HEADERS)
             if reseed:
                 self._fault_rng.seed(self.config.seed)
+                self.webhooks.reseed(self.config.seed)
         return web.Response(body=orjson.dumps(self.config.to_json()), headers=_JSON_HEADERS)
 
     async def sim_set_status(self, request: web.Request) -> web.Response:
-        """Force a link's status (e.g. processed/expired) so later lifecycle paths can be tested."""
+        """Force a link's status from wherever it is: the move it amounts to, forced
+        (``attempted`` is ``issued`` reached by a failure or reversal)."""
         link = self.links.get(request.match_info["link_id"])
         if link is None:
             return web.Response(status=404, body=b'{"error":"no such link"}', headers=_JSON_HEADERS)
-        body = orjson.loads(await request.read())
-        status = body.get("status") if isinstance(body, dict) else None
+        body = await json_object(request)
+        status = body.get("status") if body is not None else None
         if status not in STATUSES:
             return web.Response(status=400, body=b'{"error":"unknown status"}', headers=_JSON_HEADERS)
-        entity, now = link.entity, int(time.time())
-        entity["status"] = status
-        if status == "cancelled":
-            entity["cancelled_at"] = now
-        elif status == "expired":
-            entity["expired_at"] = now
-        elif status in ("processing", "processed", "attempted"):
-            entity["attempt_count"] += 1
+        entity = link.entity
+        before = entity["status"]
+        if status in ("issued", "attempted"):
+            default = "fail" if status == "attempted" else "approve"
+            self._move(link, {"processing": "fail", "processed": "reverse", "pending": "approve"}.get(before, default),
+                       force=True)
+        elif status == "pending":
+            entity["status"] = "pending"
+            if self.config.webhook_url:
+                self._notify(link, "payout_link.pending")
+        else:
+            self._move(link, _FORCED_ACTION[status], force=True)
         return web.Response(body=orjson.dumps(entity), headers=_JSON_HEADERS)
+
+    async def sim_lifecycle(self, request: web.Request) -> web.Response:
+        """``POST /_sim/links/{id}/lifecycle {"action", "force"?}``: one move; 409 if illegal."""
+        link = self.links.get(request.match_info["link_id"])
+        if link is None:
+            return json_response({"error": "no such link"}, 404)
+        try:
+            action, force = parse_move(await json_object(request))
+            if action not in LIFECYCLE_ACTIONS:
+                raise ValueError(f"action must be one of {', '.join(LIFECYCLE_ACTIONS)}")
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 400)
+        refused = self._move(link, action, force=force)
+        if refused is not None:
+            return json_response({"error": refused, "link": link.entity}, 409)
+        return json_response(link.entity)
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        await self.aclose()
 
     def make_app(self) -> web.Application:
         app = web.Application()
         app[SIMULATOR_KEY] = self
+        app.on_cleanup.append(self._on_cleanup)
         r = app.router
         r.add_post("/v1/payout-links", self.create)
         r.add_get("/v1/payout-links", self.list_links, allow_head=False)
@@ -870,6 +1134,8 @@ class PayoutLinkSimulator:
         r.add_route("GET", "/_sim/config", self.sim_config)
         r.add_route("POST", "/_sim/config", self.sim_config)
         r.add_post("/_sim/links/{link_id}/status", self.sim_set_status)
+        r.add_post("/_sim/links/{link_id}/lifecycle", self.sim_lifecycle)
+        add_lifecycle_routes(r, "/_sim", self.walker, self.webhooks)
         r.add_route("*", "/{tail:.*}", self.not_found)
         return app
 
@@ -906,26 +1172,42 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-after-ratio", type=float, default=0.5, help="share of 429s carrying Retry-After: 1")
     p.add_argument("--faults-on-reads", action="store_true", help="also inject faults into fetch and list")
     p.add_argument("--seed", type=int, default=None, help="makes fault decisions reproducible")
+    p.add_argument("--approval-workflow", action="store_true", help="new links start pending (approval)")
+    p.add_argument("--webhook-url", default=None, help="POST signed payout_link.* webhooks here")
+    p.add_argument("--config-json", default=None,
+                   help='any other SimConfig keys as JSON, e.g. \'{"webhook_drop": 0.1}\'')
     p.add_argument("--log-level", default="INFO")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     cfg = SimConfig()
-    cfg.apply(
-        {
-            "latency_ms": args.latency_ms,
-            "jitter_ms": args.jitter_ms,
-            "honour_idempotency_header": args.honour_idempotency_header,
-            "insufficient_funds_above": args.insufficient_funds_above,
-            "faults": {kind: getattr(args, kind) for kind in FAULT_KINDS},
-            "slow_ms": args.slow_ms,
-            "hang_ms": args.hang_ms,
-            "retry_after_ratio": args.retry_after_ratio,
-            "faults_on_reads": args.faults_on_reads,
-            "seed": args.seed,
-        }
-    )
+    patch: dict[str, Any] = {
+        "latency_ms": args.latency_ms,
+        "jitter_ms": args.jitter_ms,
+        "honour_idempotency_header": args.honour_idempotency_header,
+        "insufficient_funds_above": args.insufficient_funds_above,
+        "faults": {kind: getattr(args, kind) for kind in FAULT_KINDS},
+        "slow_ms": args.slow_ms,
+        "hang_ms": args.hang_ms,
+        "retry_after_ratio": args.retry_after_ratio,
+        "faults_on_reads": args.faults_on_reads,
+        "seed": args.seed,
+        "approval_workflow": args.approval_workflow,
+        "webhook_url": args.webhook_url,
+    }
+    if args.config_json:
+        extra = json.loads(args.config_json)
+        if not isinstance(extra, dict):
+            raise ValueError("--config-json must be a JSON object")
+        faults = dict(patch["faults"])
+        faults.update({kind: extra.pop(kind) for kind in FAULT_KINDS if kind in extra})
+        nested = extra.pop("faults", None)
+        if isinstance(nested, dict):
+            faults.update(nested)
+        patch.update(extra)
+        patch["faults"] = faults
+    cfg.apply(patch)
     return cfg
 
 
@@ -986,8 +1268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 class RazorpaySimulatorProcess(SimulatorProcess):
     """This simulator as a child process (start/stop/URL handling is :class:`SimulatorProcess`'s).
 
-    Credentials ``{key_id: {"key_secret": …, "account_number": …}}`` travel via
-    ``SIM_CREDENTIALS`` (never argv); every other knob becomes a command-line flag.
+    Credentials ``{key_id: {"key_secret": …, "account_number": …, "webhook_secret"?: …,
+    "account_id"?: "acc_…"}}`` travel via ``SIM_CREDENTIALS`` (never argv); every other
+    knob becomes a command-line flag. ``webhook`` holds webhook knobs
+    (common.WEBHOOK_KNOBS, e.g. ``{"webhook_drop": 0.1, "webhook_retry_ms": 50}``).
     """
 
     health_path = "/_sim/health"
@@ -1008,6 +1292,9 @@ class RazorpaySimulatorProcess(SimulatorProcess):
         retry_after_ratio: float | None = None,
         faults_on_reads: bool = False,
         seed: int | None = None,
+        approval_workflow: bool = False,
+        webhook_url: str | None = None,
+        webhook: Mapping[str, Any] | None = None,
         extra_args: Sequence[str] = (),
         python: str = sys.executable,
         startup_timeout: float = 15.0,
@@ -1027,6 +1314,12 @@ class RazorpaySimulatorProcess(SimulatorProcess):
             argv += ["--" + kind.replace("_", "-"), str(p)]
         if faults_on_reads:
             argv.append("--faults-on-reads")
+        if approval_workflow:
+            argv.append("--approval-workflow")
+        knobs = {**(webhook or {}), **({"webhook_url": webhook_url} if webhook_url is not None else {})}
+        if knobs:
+            SimConfig().apply(knobs)  # fail here, not in the child
+            argv += ["--config-json", json.dumps(knobs)]
         super().__init__(argv=argv + list(extra_args), credentials=credentials,
                          startup_timeout=startup_timeout, stop_timeout=stop_timeout, stderr=stderr)
 

@@ -23,9 +23,20 @@ fault decision, orjson, dict indexes, no middleware, no access log, webhooks onl
 
 Control (JSON): ``GET health``, ``GET ledger``, ``GET stats``, ``POST reset`` (``{"config":
 bool, "tokens": bool}``), ``GET|POST config``, ``POST links/{id}/status`` (``{"state":
-...}``), ``POST tokens/revoke`` (``{"client_id"?, "access_tokens": true, "refresh_token":
-true|false}``), ``GET|POST clock`` (``{"advance_s": n}``), ``GET webhooks`` -- all under
-``/_sim/revolut/``.
+...}``: forced, from any state), ``POST links/{id}/lifecycle`` (``{"action", "force"?}``:
+a legal move, 409 otherwise), ``POST tokens/revoke`` (``{"client_id"?, "access_tokens":
+true, "refresh_token": true|false}``), ``GET|POST clock`` (``{"advance_s": n}``), ``GET
+webhooks``, ``POST webhooks/drain``, ``POST lifecycle/walk``, ``GET lifecycle/statuses``
+-- all under ``/_sim/revolut/``.
+
+Lifecycle moves (``links/{id}/lifecycle``; the recipient's claim flow has no API, so
+these stand for it): ``activate`` (created -> active), ``approve`` (awaiting -> active),
+``reject`` (awaiting -> cancelled), ``claim`` (active -> processing), ``process``
+(processing -> processed), ``fail`` (processing or created -> failed), ``expire``
+(created/awaiting/active -> expired), ``cancel`` (active/awaiting -> cancelled, as the
+API's cancel). Walk paths: processed = claim, process; expired; cancelled; reversed,
+failed and failed_then_processed = claim, fail (Revolut has no reversal and documents no
+way back from ``failed``).
 
 What providers.md or Revolut's published API reference states is implemented as stated:
 the create/list/fetch/cancel paths and fields, ``P1D``..``P7D`` expiry (default
@@ -109,8 +120,10 @@ knobs in :class:`RevolutSimConfig`, settable at runtime via ``POST /_sim/revolut
   ``PayoutLinkCreated`` carries the whole link, ``PayoutLinkStateChanged`` ``{id,
   request_id, old_state, new_state}``. Sent for creates (also when the create's response
   is then lost), cancels, forced states and observed expiries; retried ``webhook_retries``
-  times ``webhook_retry_interval_s`` apart on a non-2xx or no answer; ``webhook_duplicate``
-  / ``webhook_drop`` are per-event probabilities of a second delivery / none at all. The
+  times ``webhook_retry_interval_s`` apart (alias ``webhook_retry_ms``) on a non-2xx or no
+  answer; the delivery faults (``webhook_duplicate``, ``webhook_drop``,
+  ``webhook_delay_ms``, ``webhook_forge``, ``webhook_reserialize``) and records are
+  common.py's :class:`WebhookDispatcher`; Revolut's webhooks carry no event id. The
   signature timestamp is wall-clock milliseconds (not the simulator's clock), so a
   receiver's tolerance check works after the clock was advanced. The v2 registration
   API (``/api/2.0/webhooks``) is not simulated: the URL is simulator config.
@@ -141,7 +154,6 @@ import string
 import sys
 import time
 import uuid
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -149,7 +161,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -157,16 +168,27 @@ from streams.devkit.sims.common import (
     _JSON_HEADERS,
     FAULT_KINDS,
     URL_LINE_PREFIX,
+    WEBHOOK_CHECKS,
+    LinkWalker,
+    RenderSpec,
     SimulatorProcess,
+    WebhookDispatcher,
+    WebhookSettings,
     _bump,
     _non_negative,
     _probability,
     _Stats,
+    add_lifecycle_routes,
+    json_body,
+    json_response,
+    parse_move,
+    tamper_json,
 )
 
 log = logging.getLogger("streams.devkit.sims.revolut")
 
 PROVIDER = "revolut"
+WEBHOOKS = True  # this simulator sends webhooks (the fleet passes it webhook_url)
 API_PREFIX = "/api/1.0"
 SIM_PREFIX = "/_sim/revolut"
 CREDENTIALS_ENV = "SIM_REVOLUT_CREDENTIALS"
@@ -187,6 +209,18 @@ _STATE_SET = frozenset(STATES)
 CANCELLABLE_STATES = frozenset({"active", "awaiting"})
 EXPIRING_STATES = frozenset({"created", "awaiting", "active"})
 INITIAL_STATES: tuple[str, ...] = ("active", "awaiting", "created")
+FINAL_STATES = frozenset({"processed", "expired", "cancelled", "failed"})
+# lifecycle action -> (the states it is legal from, the state it moves to)
+LIFECYCLE_ACTIONS: dict[str, tuple[frozenset[str], str]] = {
+    "activate": (frozenset({"created"}), "active"),
+    "approve": (frozenset({"awaiting"}), "active"),
+    "reject": (frozenset({"awaiting"}), "cancelled"),
+    "claim": (frozenset({"active"}), "processing"),
+    "process": (frozenset({"processing"}), "processed"),
+    "fail": (frozenset({"created", "processing"}), "failed"),
+    "expire": (EXPIRING_STATES, "expired"),
+    "cancel": (CANCELLABLE_STATES, "cancelled"),
+}
 PAYOUT_METHODS = frozenset({"revolut", "bank_account", "card"})
 DEFAULT_PAYOUT_METHODS: tuple[str, ...] = ("revolut", "bank_account")
 TRANSFER_REASON_CODES = frozenset({
@@ -279,14 +313,18 @@ class RevolutSimConfig:
     webhook_retries: int = 3
     webhook_retry_interval_s: float = 600.0
     webhook_timeout_s: float = 5.0
+    webhook_delay_ms: float = 0.0
     webhook_duplicate: float = 0.0
     webhook_drop: float = 0.0
+    webhook_forge: float = 0.0
+    webhook_reserialize: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Current knobs; the webhook signing secret is masked (this is served and logged)."""
         out = {k: v for k, v in self.__dict__.items() if k != "faults"}
         out["faults"] = dict(self.faults)
         out["webhook_signing_secret"] = "***"
+        out["webhook_retry_ms"] = self.webhook_retry_interval_s * 1000.0  # the common name
         return out
 
     def copy(self) -> RevolutSimConfig:
@@ -308,6 +346,9 @@ class RevolutSimConfig:
         for key, value in flat.items():
             if key in FAULT_KINDS:
                 new.faults[key] = _probability(key, value)
+                continue
+            if key == "webhook_retry_ms":  # the common knob: the interval in milliseconds
+                new.webhook_retry_interval_s = _non_negative(key, value) / 1000.0
                 continue
             check = _CONFIG_CHECKS.get(key)
             if check is None:
@@ -353,24 +394,12 @@ def _optional_int(key: str, value: Any) -> int | None:
     return value
 
 
-def _retries(key: str, value: Any) -> int:
-    if type(value) is not int or not 0 <= value <= 10:
-        raise ValueError(f"{key} must be an integer in [0, 10]")
-    return value
-
 
 def _https_url(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("https://") or len(value) <= len("https://"):
         raise ValueError(f"{key} must be an https:// URL")
     return value
 
-
-def _optional_http_url(key: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ValueError(f"{key} must be an http(s) URL or null")
-    return value
 
 
 def _secret(key: str, value: Any) -> str:
@@ -389,10 +418,39 @@ _CONFIG_CHECKS: dict[str, Any] = {
     "insufficient_funds_above": _optional_non_negative,
     "insufficient_funds_as": _one_of("failed_state", "error"),
     "min_amount_gbp": _non_negative, "max_amount_gbp": _non_negative, "link_base_url": _https_url,
-    "webhook_url": _optional_http_url, "webhook_signing_secret": _secret, "webhook_retries": _retries,
-    "webhook_retry_interval_s": _non_negative, "webhook_timeout_s": _positive,
-    "webhook_duplicate": _probability, "webhook_drop": _probability,
+    "webhook_signing_secret": _secret, "webhook_retry_interval_s": _non_negative,
+    # the common knobs; webhook_retry_ms is accepted too, as the interval in milliseconds
+    **{key: check for key, check in WEBHOOK_CHECKS.items() if key != "webhook_retry_ms"},
 }
+
+
+def sign_webhook(body: bytes, timestamp: str, secret: str | bytes) -> str:
+    """``Revolut-Signature``: ``v1=`` + hex HMAC-SHA256 of ``v1.{timestamp}.{raw body}``."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "v1=" + hmac.new(key, b"v1." + timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def render_webhook(payload: Any, spec: RenderSpec) -> tuple[bytes, dict[str, str]]:
+    """One attempt of a webhook delivery: the body and Revolut's headers, signed now."""
+    body = json_body(payload, spec.variant)
+    timestamp = str(time.time_ns() // 1_000_000)
+    signature = sign_webhook(body, timestamp, spec.secret)
+    if spec.tamper:  # changed after signing: the signature no longer matches
+        body = json_body(tamper_json(payload), spec.variant)
+    return body, {"Content-Type": "application/json", "Revolut-Request-Timestamp": timestamp,
+                  "Revolut-Signature": signature}
+
+
+def walk_path(state: str, path: str) -> list[str]:
+    """A walk path (common.WALK_PATHS) as Revolut moves, from ``state``."""
+    pre = {"created": ["activate"], "awaiting": ["approve"]}.get(state, [])
+    if path == "processed":
+        return [*pre, "claim", "process"]
+    if path == "expired":
+        return [*pre, "expire"]
+    if path == "cancelled":
+        return [*pre, "cancel"]
+    return [*pre, "claim", "fail"]  # reversed, failed, failed_then_processed
 
 
 def load_credentials(path: str | None = None, env: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
@@ -662,9 +720,8 @@ class RevolutSimulator:
         self._tokens: dict[str, tuple[str, int]] = {}
         self._rand = random.Random()  # ids, jitter, url codes: need not be reproducible
         self._fault_rng = random.Random(self.config.seed)
-        self._webhook_rng = random.Random(self.config.seed)
-        self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.webhooks = WebhookDispatcher(self.config.seed)
+        self.walker = LinkWalker(self)
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -679,12 +736,14 @@ class RevolutSimulator:
         self._order_us: list[int] = []
         self._last_us = 0
         self._clock_offset_us = 0
-        self.webhook_log: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.stats = _Stats()
         self._fault_rng.seed(self.config.seed)
-        self._webhook_rng.seed(self.config.seed)
-        for task in self._tasks:
-            task.cancel()
+        self.webhooks.reset(self.config.seed)
+
+    @property
+    def webhook_log(self) -> list[dict[str, Any]]:
+        """One record per webhook event (common.WebhookDispatcher)."""
+        return list(self.webhooks.events)
 
     def reset(self, *, config: bool = False, tokens: bool = False) -> None:
         """Forget links, counters and the clock offset; optionally config changes and tokens/revocations."""
@@ -735,20 +794,55 @@ class RevolutSimulator:
         while self._inflight:
             await self._idle.wait()
 
-    async def drain_webhooks(self) -> None:
+    async def drain_webhooks(self, timeout: float | None = None) -> bool:
         """Wait until every pending webhook delivery has finished (tests; the end of a chaos run)."""
-        while pending := [t for t in self._tasks if not t.done()]:
-            await asyncio.gather(*pending, return_exceptions=True)
+        return await self.webhooks.drain(timeout)
 
     async def aclose(self) -> None:
         """Stop webhook deliveries and close their HTTP session."""
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.webhooks.aclose()
+
+    # -- lifecycle moves ------------------------------------------------------------
+    def move(self, link: _Link, action: str, *, force: bool = False) -> str | None:
+        """One lifecycle move (:data:`LIFECYCLE_ACTIONS`) with its webhook; returns why it
+        is refused (an illegal move without ``force``), else None."""
+        sources, target = LIFECYCLE_ACTIONS[action]
+        now = self._now_us()
+        state = self._refresh(link, now)["state"]
+        if state not in sources and not force:
+            return f"illegal move {action!r}: {state} -> {target} (legal from {', '.join(sorted(sources))})"
+        self._set_state(link, target, now)
+        _bump(self.stats.events, "lifecycle_moves")
+        return None
+
+    # LifecycleSubject (common.LinkWalker): our reference is the request_id
+    def walk_candidates(self, references: Sequence[str] | None) -> list[tuple[str, str]]:
+        now = self._now_us()
+        if references is None:
+            return [(link.entity["request_id"], lid) for lid, link in self.links.items()
+                    if self._refresh(link, now)["state"] not in FINAL_STATES]
+        return [(ref, lid) for ref in dict.fromkeys(references) for lid in self.by_request_id.get(ref, ())]
+
+    def walk_steps(self, link_id: str, path: str, rng: random.Random) -> list[str]:
+        return walk_path(self.links[link_id].entity["state"], path)
+
+    def walk_legal(self, link_id: str, action: str) -> bool:
+        return self._refresh(self.links[link_id], self._now_us())["state"] in LIFECYCLE_ACTIONS[action][0]
+
+    def walk_apply(self, link_id: str, action: str) -> bool:
+        return self.move(self.links[link_id], action) is None
+
+    def walk_status(self, link_id: str) -> str:
+        state: str = self._refresh(self.links[link_id], self._now_us())["state"]
+        return state
+
+    def lifecycle_links(self) -> list[tuple[str, str, str, bool]]:
+        now = self._now_us()
+        out: list[tuple[str, str, str, bool]] = []
+        for lid, link in self.links.items():
+            state = self._refresh(link, now)["state"]
+            out.append((link.entity["request_id"], lid, state, state in FINAL_STATES))
+        return out
 
     # -- helpers ------------------------------------------------------------------
     def _now_us(self) -> int:
@@ -905,70 +999,17 @@ class RevolutSimulator:
     # -- webhooks -------------------------------------------------------------------
     def _emit(self, event: str, data: dict[str, Any], at_us: int) -> None:
         cfg = self.config
-        url = cfg.webhook_url
-        if not url:
+        if not cfg.webhook_url:
             return
-        record: dict[str, Any] = {
-            "event": event, "link_id": data["id"], "state": data.get("new_state", data.get("state")),
-            "deliveries": 1, "attempts": 0, "statuses": [], "delivered": False, "dropped": False,
-        }
-        self.webhook_log.append(record)
-        if self._webhook_rng.random() < cfg.webhook_drop:
-            record["dropped"] = True
-            _bump(self.stats.events, "webhooks_dropped")
-            return
-        body = orjson.dumps({"event": event, "timestamp": iso_us(at_us), "data": data})
-        copies = 2 if self._webhook_rng.random() < cfg.webhook_duplicate else 1
-        if copies == 2:
-            record["deliveries"] = 2
-            _bump(self.stats.events, "webhooks_duplicated")
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # ledger() called from synchronous code: nothing can be sent
-            _bump(self.stats.events, "webhooks_undelivered")
-            return
-        for _ in range(copies):
-            task = loop.create_task(self._deliver(
-                url, cfg.webhook_signing_secret.encode(), body, record,
-                cfg.webhook_retries, cfg.webhook_retry_interval_s, cfg.webhook_timeout_s,
-            ))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(
-        self, url: str, secret: bytes, body: bytes, record: dict[str, Any],
-        retries: int, interval_s: float, timeout_s: float,
-    ) -> None:
-        """POST one signed event; retry on a non-2xx or no answer, as Revolut does."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        session = self._session
-        for attempt in range(retries + 1):
-            if attempt:
-                await asyncio.sleep(interval_s)
-            ts = str(time.time_ns() // 1_000_000)
-            signature = "v1=" + hmac.new(secret, b"v1." + ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-            headers = {
-                "Content-Type": "application/json",
-                "Revolut-Request-Timestamp": ts,
-                "Revolut-Signature": signature,
-            }
-            status: int | None = None
-            try:
-                async with session.post(url, data=body, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-                    status = resp.status
-                    await resp.read()
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                status = None
-            record["attempts"] += 1
-            record["statuses"].append(status)
-            if status is not None and 200 <= status < 300:
-                record["delivered"] = True
-                _bump(self.stats.events, "webhooks_delivered")
-                return
-            _bump(self.stats.events, "webhook_attempts_failed")
-        _bump(self.stats.events, "webhooks_undelivered")
+        link = self.links.get(data["id"])
+        self.webhooks.emit(
+            WebhookSettings.of(cfg, retry_interval_s=cfg.webhook_retry_interval_s, backoff=1.0),
+            event=event, link_id=data["id"], reference=data.get("request_id"),
+            payload={"event": event, "timestamp": iso_us(at_us), "data": data},
+            secret=cfg.webhook_signing_secret.encode(), render=render_webhook, counters=self.stats.events,
+            extra={"state": data.get("new_state", data.get("state")),
+                   "client": link.client if link is not None else None},
+        )
 
     # -- API handlers ------------------------------------------------------------
     async def token(self, request: web.Request) -> web.Response:
@@ -1263,7 +1304,7 @@ class RevolutSimulator:
                 return _control_error(str(exc))
             if "seed" in patch:
                 self._fault_rng.seed(self.config.seed)
-                self._webhook_rng.seed(self.config.seed)
+                self.webhooks.reseed(self.config.seed)
         return web.Response(body=orjson.dumps(self.config.to_json()), headers=_JSON_HEADERS)
 
     async def sim_set_state(self, request: web.Request) -> web.Response:
@@ -1277,6 +1318,22 @@ class RevolutSimulator:
             return _control_error(f"state must be one of {', '.join(STATES)}")
         self._set_state(link, state, self._now_us())
         return web.Response(body=orjson.dumps(link.entity), headers=_JSON_HEADERS)
+
+    async def sim_lifecycle(self, request: web.Request) -> web.Response:
+        """``POST links/{id}/lifecycle {"action", "force"?}``: one move; 409 when illegal."""
+        link = self.links.get(request.match_info["link_id"].lower())
+        if link is None:
+            return json_response({"error": "no such link"}, 404)
+        try:
+            action, force = parse_move(await _json_object(request))
+            if action not in LIFECYCLE_ACTIONS:
+                raise ValueError(f"action must be one of {', '.join(LIFECYCLE_ACTIONS)}")
+        except ValueError as exc:
+            return _control_error(str(exc))
+        refused = self.move(link, action, force=force)
+        if refused is not None:
+            return json_response({"error": refused, "link": link.entity}, 409)
+        return json_response(link.entity)
 
     async def sim_revoke(self, request: web.Request) -> web.Response:
         """Revoke access tokens (forces a refresh) and optionally a refresh token (consent withdrawn)."""
@@ -1308,9 +1365,6 @@ class RevolutSimulator:
         payload = {"now": iso_us(self._now_us()), "offset_s": self._clock_offset_us / 1e6}
         return web.Response(body=orjson.dumps(payload), headers=_JSON_HEADERS)
 
-    async def sim_webhooks(self, request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps({"events": list(self.webhook_log)}), headers=_JSON_HEADERS)
-
     # -- wiring ---------------------------------------------------------------------
     def add_routes(self, router: web.UrlDispatcher) -> None:
         """Register the API under /api/1.0 and the control endpoints under /_sim/revolut."""
@@ -1327,10 +1381,11 @@ class RevolutSimulator:
         r.add_route("GET", f"{SIM_PREFIX}/config", self.sim_config)
         r.add_route("POST", f"{SIM_PREFIX}/config", self.sim_config)
         r.add_post(f"{SIM_PREFIX}/links/{{link_id}}/status", self.sim_set_state)
+        r.add_post(f"{SIM_PREFIX}/links/{{link_id}}/lifecycle", self.sim_lifecycle)
         r.add_post(f"{SIM_PREFIX}/tokens/revoke", self.sim_revoke)
         r.add_route("GET", f"{SIM_PREFIX}/clock", self.sim_clock)
         r.add_route("POST", f"{SIM_PREFIX}/clock", self.sim_clock)
-        r.add_get(f"{SIM_PREFIX}/webhooks", self.sim_webhooks, allow_head=False)
+        add_lifecycle_routes(r, SIM_PREFIX, self.walker, self.webhooks)
         r.add_route("*", f"{API_PREFIX}/{{tail:.*}}", self.not_found)
 
     def make_app(self) -> web.Application:
@@ -1399,6 +1454,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--initial-state", choices=INITIAL_STATES, default="active")
     p.add_argument("--webhook-url", default=None,
                    help=f"POST signed webhooks here (signing secret from env {WEBHOOK_SECRET_ENV})")
+    p.add_argument("--config-json", default=None,
+                   help='any other RevolutSimConfig keys as JSON, e.g. \'{"webhook_drop": 0.1}\'')
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -1424,6 +1481,17 @@ def config_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = N
     }
     if env.get(WEBHOOK_SECRET_ENV):
         patch["webhook_signing_secret"] = env[WEBHOOK_SECRET_ENV]
+    if getattr(args, "config_json", None):
+        extra = orjson.loads(args.config_json)
+        if not isinstance(extra, dict):
+            raise ValueError("--config-json must be a JSON object")
+        faults = dict(patch["faults"])
+        faults.update({kind: extra.pop(kind) for kind in FAULT_KINDS if kind in extra})
+        nested = extra.pop("faults", None)
+        if isinstance(nested, dict):
+            faults.update(nested)
+        patch.update(extra)
+        patch["faults"] = faults
     cfg.apply(patch)
     return cfg
 
@@ -1481,7 +1549,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class RevolutSimulatorProcess(SimulatorProcess):
-    """The Revolut simulator as a child process; start/stop/URL handling is :class:`SimulatorProcess`'s."""
+    """The Revolut simulator as a child process; start/stop/URL handling is :class:`SimulatorProcess`'s.
+
+    ``webhook`` holds webhook knobs (common.WEBHOOK_KNOBS and Revolut's own
+    ``webhook_retry_interval_s``); ``config`` any other :class:`RevolutSimConfig` keys.
+    The signing secret travels in the environment, never argv.
+    """
 
     control_prefix = SIM_PREFIX
     health_path = SIM_PREFIX + "/health"
@@ -1489,7 +1562,9 @@ class RevolutSimulatorProcess(SimulatorProcess):
     def __init__(self, *, latency_ms: float = 0.0, jitter_ms: float = 0.0,
                  faults: Mapping[str, float] | None = None, hang_ms: float | None = None,
                  seed: int | None = None, honour_request_id: bool = True,
-                 token_ttl_s: float | None = None, python: str = sys.executable,
+                 token_ttl_s: float | None = None, webhook_url: str | None = None,
+                 webhook: Mapping[str, Any] | None = None, webhook_signing_secret: str | None = None,
+                 config: Mapping[str, Any] | None = None, python: str = sys.executable,
                  startup_timeout: float = 15.0, stderr: Any = None) -> None:
         argv = [python, "-m", "streams.devkit.sims.revolut", "--host", "127.0.0.1", "--port", "0",
                 "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms),
@@ -1499,7 +1574,14 @@ class RevolutSimulatorProcess(SimulatorProcess):
                 argv += [flag, str(value)]
         for kind, p in (faults or {}).items():
             argv += ["--" + kind.replace("_", "-"), str(p)]
-        super().__init__(argv=argv, startup_timeout=startup_timeout, stderr=stderr)
+        knobs = {**(config or {}), **(webhook or {})}
+        if webhook_url is not None:
+            knobs["webhook_url"] = webhook_url
+        if knobs:
+            RevolutSimConfig().apply(knobs)  # fail here, not in the child
+            argv += ["--config-json", orjson.dumps(knobs).decode()]
+        env = {WEBHOOK_SECRET_ENV: webhook_signing_secret} if webhook_signing_secret else None
+        super().__init__(argv=argv, startup_timeout=startup_timeout, stderr=stderr, env=env)
 
     def ledger(self) -> dict[str, Any]:
         return self._call("GET", SIM_PREFIX + "/ledger")

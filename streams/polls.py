@@ -1,0 +1,139 @@
+"""The poll sweep: which created links are due a status poll (or an expiry), and asking.
+
+Webhooks get lost (dropped by the provider, refused while a worker was down past the
+provider's retries). Polling is the safety net: every created link that can still
+change carries ``next_poll_at`` in its record (:mod:`streams.polling`), which survives
+restarts with the record. Each worker walks the link-table partitions it owns a slice
+per tick, resuming where it stopped, and for each link that is due it writes a poll
+(or, for a link past its ``expires_at`` at a provider that does not expire links, an
+expiry) to the provider-reports topic on the link's home partition; the request agent
+then asks the provider in order with everything else about that link
+(:mod:`streams.link_tracking`).
+
+Bounded on every side: at most ``scan_per_tick`` records read a tick, at most
+``rate_per_s`` polls a second per provider (the rest wait for the next pass), and a
+link already asked about is not asked again for ``resend_after_s``. A restart finds
+the records as they were and resumes; links due at once are spread over the ticks by
+the rate bound, never sent in one burst.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from streams import events, lifecycle
+from streams.connectors.base import link_reference
+from streams.connectors.provider import Provider
+from streams.link_tracking import EXPIRE, POLL, TrackingMessage
+from streams.polling import epoch_s
+
+log = logging.getLogger(__name__)
+
+Items = Callable[[int, bytes | None, int], list[tuple[bytes, bytes]]]
+Send = Callable[[bytes, bytes, int], Awaitable[None]]
+
+
+@dataclass
+class SweepLimits:
+    scan_per_tick: int = 2000
+    rate_per_s: float = 20.0  # polls a second per provider, per worker
+    resend_after_s: float = 120.0
+
+
+def due_kind(record: lifecycle.LinkRecord, provider: Provider | None, now: float) -> str | None:
+    """``poll``, ``expire`` or None: what a link needs now (pure)."""
+    if record.status is not lifecycle.LinkStatus.CREATED:
+        return None
+    if record.status_event is not None and not record.status_event_published:
+        return POLL  # a change stored but not told (a crash in between): tell it now
+    state = record.state
+    if state is not None and state.final:
+        return None
+    expires = epoch_s((record.outcome or {}).get("expires_at"))
+    if (provider is not None and not provider.expires_links and expires is not None
+            and expires <= now and (state is None or not state.reversible)
+            and (state is None or state.payout_status not in ("INITIATED", "PENDING"))):
+        return EXPIRE
+    if record.next_poll_at is not None and record.next_poll_at <= now:
+        return POLL
+    return None
+
+
+@dataclass
+class PollSweep:
+    """One per worker; ``run_once`` is called by a timer (streams.agents.polls)."""
+
+    items: Items
+    owned_partitions: Callable[[], Iterable[int]]
+    send: Send
+    providers: Mapping[str, Provider]
+    limits: SweepLimits = field(default_factory=SweepLimits)
+    clock: Callable[[], float] = time.time
+    _cursors: dict[int, bytes | None] = field(default_factory=dict)
+    _asked: dict[bytes, float] = field(default_factory=dict)
+    _tokens: dict[str, float] = field(default_factory=dict)
+    _last_tick: float | None = None
+    asked_total: int = 0
+    scanned_total: int = 0
+
+    def _refill(self, now: float) -> None:
+        elapsed = 1.0 if self._last_tick is None else max(0.0, now - self._last_tick)
+        self._last_tick = now
+        cap = max(1.0, self.limits.rate_per_s)
+        for name in self.providers:
+            self._tokens[name] = min(cap, self._tokens.get(name, cap) +
+                                     elapsed * self.limits.rate_per_s)
+
+    async def run_once(self) -> int:
+        """One tick: read a slice of each owned partition; ask about the due links."""
+        now = self.clock()
+        self._refill(now)
+        owned = sorted(self.owned_partitions())
+        for partition in list(self._cursors):
+            if partition not in owned:
+                del self._cursors[partition]  # not ours any more: start over if it returns
+        for key, at in list(self._asked.items()):
+            if now - at > self.limits.resend_after_s:
+                del self._asked[key]
+        if not owned:
+            return 0
+        budget = max(1, self.limits.scan_per_tick // len(owned))
+        asked = 0
+        for partition in owned:
+            asked += await self._sweep_partition(partition, budget, now)
+        self.asked_total += asked
+        return asked
+
+    async def _sweep_partition(self, partition: int, budget: int, now: float) -> int:
+        after = self._cursors.get(partition)
+        rows = self.items(partition, after, budget)
+        self.scanned_total += len(rows)
+        asked = 0
+        for key, raw in rows:
+            try:
+                record = lifecycle.LinkRecord.from_bytes(raw)
+            except (ValueError, KeyError, TypeError):
+                log.error("unreadable link record %r on partition %d; not polled", key[:80],
+                          partition)
+                self._cursors[partition] = key
+                continue
+            kind = due_kind(record, self.providers.get(record.connector), now)
+            if kind is not None and key not in self._asked:
+                if self._tokens.get(record.connector, 0.0) < 1.0:
+                    return asked  # this provider's rate is spent: resume here next tick
+                self._tokens[record.connector] -= 1.0
+                message = TrackingMessage(kind=kind, connector=record.connector,
+                                          reference=record.reference,
+                                          link_key=record.link_key,
+                                          received_at=events.now_iso())
+                await self.send(link_reference(record.link_key).encode(),
+                                message.to_bytes(), partition)
+                self._asked[key] = now
+                asked += 1
+            self._cursors[partition] = key
+        if len(rows) < budget:
+            self._cursors[partition] = None  # the end of the partition: start over
+        return asked
+
