@@ -586,7 +586,8 @@ def status_changed_event(*, link_key_: str, request_event_id: str | None, connec
                          connector_status: str, position: tuple[int, int], occurred_at: str,
                          previous_payout_status: str | None,
                          previous_connector_status: str | None, source: str, final: bool,
-                         provider_event_id: str | None) -> dict[str, Any]:
+                         provider_event_id: str | None,
+                         command_event_id: str | None = None) -> dict[str, Any]:
     """One real change of a created link. Its id names the change (the raw status at its
     position in the provider's order), so whoever publishes it again publishes the same
     event; its content comes from the stored state only."""
@@ -610,6 +611,7 @@ def status_changed_event(*, link_key_: str, request_event_id: str | None, connec
         reversal=payout_status == "REVERSED" or (
             previous_payout_status == "SUCCESS" and payout_status != "SUCCESS"),
         provider_event_id=provider_event_id,
+        command_event_id=command_event_id,
     )
     return event
 

@@ -116,6 +116,9 @@ class LinkRecord:
     status_event_published: bool = True
     provider_events: tuple[str, ...] = ()
     next_poll_at: float | None = None
+    # The last command carried out on the link and the event that answered it: a
+    # command redelivered after a crash is answered again with the same event.
+    last_command: Mapping[str, Any] | None = None
 
     def to_bytes(self, owner_epoch: int = 0) -> bytes:
         """Serialised by an owner of ``owner_epoch``: the record's epoch never goes back."""
@@ -124,7 +127,7 @@ class LinkRecord:
             after = {"state": self.state.to_json(), "status_event": self.status_event,
                      "status_event_published": self.status_event_published,
                      "provider_events": list(self.provider_events),
-                     "next_poll_at": self.next_poll_at}
+                     "next_poll_at": self.next_poll_at, "last_command": self.last_command}
         return orjson.dumps({
             "link_key": self.link_key,
             "status": self.status.value,
@@ -157,6 +160,7 @@ class LinkRecord:
             status_event_published=d.get("status_event_published", True),
             provider_events=tuple(d.get("provider_events", ())),
             next_poll_at=d.get("next_poll_at"),
+            last_command=d.get("last_command"),
         )
 
 
@@ -310,9 +314,26 @@ def apply_report(record: LinkRecord, report: StatusReport, lifecycle: LinkLifecy
     return StatusChanged(replace(record, state=state, provider_events=seen), previous, state)
 
 
-def with_status_event(record: LinkRecord, event: Mapping[str, Any]) -> LinkRecord:
-    """The change's event, stored before it is published (a crash re-publishes it)."""
-    return replace(record, status_event=dict(event), status_event_published=False)
+def with_status_event(record: LinkRecord, event: Mapping[str, Any],
+                      command_id: str | None = None) -> LinkRecord:
+    """The change's event, stored before it is published (a crash re-publishes it); when
+    it answers a command, remembered as that command's answer."""
+    changed = replace(record, status_event=dict(event), status_event_published=False)
+    return answered(changed, command_id, event) if command_id is not None else changed
+
+
+def answered(record: LinkRecord, command_id: str, event: Mapping[str, Any]) -> LinkRecord:
+    """``command_id`` was answered with ``event``: a redelivery is answered the same."""
+    return replace(record, last_command={"event_id": command_id, "answer": dict(event)})
+
+
+def answer_to(record: LinkRecord, command_id: str | None) -> Mapping[str, Any] | None:
+    """The stored answer to ``command_id``, if this record answered it already."""
+    last = record.last_command
+    if command_id is None or last is None or last.get("event_id") != command_id:
+        return None
+    answer = last.get("answer")
+    return answer if isinstance(answer, Mapping) else None
 
 
 def status_event_published(record: LinkRecord) -> LinkRecord:

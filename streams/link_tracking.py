@@ -208,8 +208,14 @@ class LinkTracker:
         return record
 
     async def _apply(self, table_key: str, record: lifecycle.LinkRecord, report: StatusReport,
-                     source: str, received_at: str) -> lifecycle.LinkRecord:
+                     source: str, received_at: str,
+                     command_id: str | None = None) -> lifecycle.LinkRecord:
+        """Apply one report; a change is stored, told, marked told. ``command_id``: the
+        cancel command whose execution found the link cancelled (the change answers it)."""
         provider = self.creators[record.connector].provider
+        if source in (lifecycle.COMMAND, lifecycle.EXPIRY) and \
+                provider.lifecycle.payout_status(report.connector_status) != "CANCELLED":
+            command_id, source = None, lifecycle.POLL  # seen while cancelling, not caused by it
         decision = lifecycle.apply_report(record, report, provider.lifecycle, source=source,
                                           received_at=received_at)
         if isinstance(decision, lifecycle.StatusIgnored):
@@ -233,8 +239,9 @@ class LinkTracker:
             occurred_at=state.changed_at,
             previous_payout_status=previous.payout_status if previous else None,
             previous_connector_status=previous.connector_status if previous else None,
-            source=source, final=state.final, provider_event_id=report.event_id)
-        changed = lifecycle.with_status_event(decision.record, event)
+            source=source, final=state.final, provider_event_id=report.event_id,
+            command_event_id=command_id)
+        changed = lifecycle.with_status_event(decision.record, event, command_id)
         changed = lifecycle.polled(changed, self._next_poll(changed))
         self._write(table_key, changed)  # stored before it is told
         self._count("changed")
@@ -262,8 +269,8 @@ class LinkTracker:
     def _account(self, record: lifecycle.LinkRecord) -> Any:
         return self.settings.account(events.split_link_key(record.link_key)[0], record.connector)
 
-    async def _poll(self, table_key: str, record: lifecycle.LinkRecord,
-                    source: str) -> lifecycle.LinkRecord:
+    async def _poll(self, table_key: str, record: lifecycle.LinkRecord, source: str,
+                    command_id: str | None = None) -> lifecycle.LinkRecord:
         account = self._account(record)
         if account is None:
             self._count("poll_no_account")
@@ -275,7 +282,8 @@ class LinkTracker:
         answer = await creator.guarded(lambda: creator.client.status(link, account), account)
         if isinstance(answer, StatusReport):
             self._count("polled")
-            return await self._apply(table_key, record, answer, source, events.now_iso())
+            return await self._apply(table_key, record, answer, source, events.now_iso(),
+                                     command_id)
         # A refused or failed read proves nothing about the link: ask again later.
         self._count(f"poll_{type(answer).__name__.lower()}")
         log.info("polling %s at %s: %s", record.link_key, record.connector, _describe(answer))
@@ -293,8 +301,12 @@ class LinkTracker:
     # --- cancel commands -------------------------------------------------------------
 
     async def on_cancel(self, command: Mapping[str, Any], source: lifecycle.SourceOffset) -> None:
+        """Carry out a cancel command once: its answer (a change or a refusal) is stored
+        with the link before it is told, and a redelivered command is answered with it."""
         require_ownership()
         link_key = events.link_key(command["merchant_id"], command["merchant_payout_id"])
+        command_id = command.get("event_id") if isinstance(command.get("event_id"), str) \
+            else None
         table_key, record = self._find(link_key, link_reference(link_key))
 
         async def refuse(code: str, message: str, current: lifecycle.LinkRecord | None,
@@ -307,19 +319,28 @@ class LinkTracker:
             elif current is not None and current.status is lifecycle.LinkStatus.FAILED:
                 payout = "FAILED"
             self._count(f"cancel_{code}")
-            await self._send(self.cancel_failed, link_key.encode(), events.encode(
-                events.cancel_failed_event(
-                    link_key_=link_key,
-                    request_event_id=current.request_event_id if current else None,
-                    command_event_id=command.get("event_id"),
-                    connector=current.connector if current else None, payout_status=payout,
-                    connector_status=status, code=code, message=message, field=field,
-                    source=source)), None)
+            failure = events.cancel_failed_event(
+                link_key_=link_key,
+                request_event_id=current.request_event_id if current else None,
+                command_event_id=command_id,
+                connector=current.connector if current else None, payout_status=payout,
+                connector_status=status, code=code, message=message, field=field,
+                source=source)
+            if current is not None and command_id is not None:
+                self._write(table_key, lifecycle.answered(current, command_id, failure))
+            await self._send(self.cancel_failed, link_key.encode(), events.encode(failure), None)
 
         if record is None:
             await refuse("link_not_found", f"no link exists for {link_key}", None)
             return
         record = await self._publish_pending(table_key, record)
+        answer = lifecycle.answer_to(record, command_id)
+        if answer is not None:  # redelivered: the same answer again
+            self._count("cancel_answered_again")
+            topic = self.status_changed if answer.get("event_type") == events.STATUS_CHANGED \
+                else self.cancel_failed
+            await self._send(topic, link_key.encode(), events.encode(answer), None)
+            return
         if record.status is not lifecycle.LinkStatus.CREATED:
             await refuse("not_cancellable", f"the link is {record.status.value}: only a "
                                             "created link can be cancelled", record)
@@ -328,22 +349,19 @@ class LinkTracker:
             await refuse("not_cancellable", f"the link is already {record.state.connector_status} "
                                             "at the provider", record)
             return
-        result = await self._cancel_at_provider(table_key, record, lifecycle.COMMAND)
+        result = await self._cancel_at_provider(table_key, record, lifecycle.COMMAND,
+                                                command_id)
         if not isinstance(result, lifecycle.LinkRecord):
             code, message, current = result
             await refuse(code, message, current)
-            return
-        if result.state is None or result.state.payout_status != "CANCELLED":
-            # Cancelled at the provider but its status could not be read yet: the poll
-            # (due now) publishes the change when it can.
-            log.info("link %s cancelled at %s; its status follows with the next poll",
-                     link_key, record.connector)
 
     async def _cancel_at_provider(
             self, table_key: str, record: lifecycle.LinkRecord, source: str,
+            command_id: str | None = None,
     ) -> lifecycle.LinkRecord | tuple[str, str, lifecycle.LinkRecord]:
-        """Cancel at the provider; the record after it, or (code, message, record) when
-        the link was not cancelled. A cancel in doubt is settled by reading the status."""
+        """Cancel at the provider; the record after it (its change published), or (code,
+        message, record) when the link was not cancelled. A cancel in doubt, or one the
+        provider accepted without saying the status, is settled by reading the status."""
         account = self._account(record)
         if account is None:
             return ("connector_not_configured",
@@ -360,8 +378,16 @@ class LinkTracker:
             self._count("cancelled")
             if answer.report is not None:
                 return await self._apply(table_key, record, answer.report, source,
-                                         events.now_iso())
-            return await self._poll(table_key, record, source)
+                                         events.now_iso(), command_id)
+            for attempt in range(self._cancel_retry.attempts):  # what does it say now?
+                after = await self._poll(table_key, record, source, command_id)
+                if after.state is not None and after.state.payout_status == "CANCELLED":
+                    return after
+                record = after
+                await asyncio.sleep(self._cancel_retry.backoff_s * 2 ** attempt)
+            return ("provider_unavailable", "the provider accepted the cancel but its status "
+                    "could not be read; a payout-link-status-changed follows when a poll can",
+                    record)
         if isinstance(answer, Rejected):
             code = {"connector_flow_not_supported": "cancel_not_supported",
                     "provider_authentication_failed": "provider_authentication_failed",
@@ -369,7 +395,7 @@ class LinkTracker:
             return code, answer.message, record
         # Not cancellable, or the provider would not say: what is the link's state now?
         # (A cancel racing a claim ends in whichever the provider applied first.)
-        after = await self._poll(table_key, record, lifecycle.POLL)
+        after = await self._poll(table_key, record, source, command_id)
         if after.state is not None and after.state.payout_status == "CANCELLED":
             return after
         if isinstance(answer, NotCancellable):

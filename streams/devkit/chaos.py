@@ -564,7 +564,7 @@ def _group(outcomes: Outcomes) -> dict[str, list[Mapping[str, Any]]]:
     return grouped
 
 
-PHASES = ("kills", "fencing", "outages")
+PHASES = ("kills", "fencing", "outages", "lifecycle")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -577,7 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default=",".join(PHASES),
                         help="comma-separated, of: kills (crashes, faults, poison; the "
                              "requests/kills/workers options), fencing (two workers paused and "
-                             "cut off from Kafka), outages (Kafka 2 min, providers 5 min)")
+                             "cut off from Kafka), outages (Kafka 2 min, providers 5 min), "
+                             "lifecycle (every link walked to an end at its provider, faulted "
+                             "webhooks, cancels racing claims, worker kills)")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the worker logs and data for a post-mortem")
     args = parser.parse_args(argv)
@@ -621,6 +623,7 @@ async def _run_phases(phases: list[str], cfg: ChaosConfig, fleet: SimulatorFleet
     group reads it from the start, so a shared broker would feed one phase's requests
     to the next. The simulators are shared: their ledgers are keyed by run."""
     from streams.devkit.chaos_fencing import FencingChaos, run_fencing_phase
+    from streams.devkit.chaos_lifecycle import LifecycleChaos, run_lifecycle_phase
     from streams.devkit.chaos_outages import OutageChaos, run_outage_phase
 
     verdicts = []
@@ -643,6 +646,13 @@ async def _run_phases(phases: list[str], cfg: ChaosConfig, fleet: SimulatorFleet
                                                     workdir)
         verdicts.append(("outages", report.ok and not outage.broken_promises,
                          f"{report.final_line()}; {outage.line()}"))
+    if "lifecycle" in phases:
+        print("\n== phase: links walked to an end at their providers, faulted webhooks, cancels, "
+              "kills ==", flush=True)
+        with broker_from_environment(workdir / "kafka-lifecycle") as broker:
+            life = await run_lifecycle_phase(LifecycleChaos(seed=seed), broker, fleet, workdir)
+        verdicts.append(("lifecycle", life.ok,
+                         f"{life.creation.final_line()}; {life.line()}"))
     return verdicts
 
 

@@ -4,7 +4,9 @@ Starts what isn't running (a Kafka broker unless KAFKA_BOOTSTRAP_SERVERS is set,
 provider's simulator, one worker), produces sample requests for merchants in India
 (INR: one on the default provider, one preferring Cashgram links), Europe (GBP, EUR),
 and behind Prism (USD, EUR; and one whose Prism connector has no payout-link flow), waits for every outcome with a deadline, prints a summary with a row per
-provider, and stops everything it started.
+provider, then lets the providers walk some links to an end (paid out, expired,
+cancelled, reversed) with webhooks to the worker and cancels a few by command, prints
+the final statuses, and stops everything it started.
 """
 from __future__ import annotations
 
@@ -18,10 +20,14 @@ import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from streams.connectors.base import link_reference
 from streams.devkit.broker import broker_from_environment
 from streams.devkit.harness import TOPICS, OutcomeReader, WorkerProcess, create_topics, produce
+from streams.devkit.lifecycle_check import LifeVerdict, check_lifecycle
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import DEMO_ROUTING, demo_worker_env, mixed_records
 from streams.preflight import require_codecs
@@ -37,6 +43,88 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+
+
+# The demo's walks after creation: every kind of ending a notification service must
+# handle, a few links each.
+DEMO_WALK_PLAN = {"processed": 0.4, "expired": 0.2, "cancelled": 0.1, "reversed": 0.15,
+                  "failed_then_processed": 0.15}
+
+
+async def follow_links(bootstrap: str, fleet: SimulatorFleet, worker: WorkerProcess, run: str,
+                       links: int, deadline_s: float) -> int:
+    """After creation: the providers walk ``links`` of the demo's links to an end (paid
+    out, expired, cancelled by the provider, reversed, a failed payout retried) and send
+    their webhooks to the worker; a few more are cancelled by command. Prints the final
+    statuses and whether every link's last status is its provider's; 0 when it is."""
+    fleet.send_webhooks_to(
+        f"http://127.0.0.1:{worker.env['PAYOUT_WEB_PORT']}/webhooks/{{provider}}")
+    async with OutcomeReader(bootstrap, (TOPICS.created, TOPICS.status_changed,
+                                         TOPICS.cancel_failed)) as reader:
+        async def all_created() -> bool:
+            return sum(1 for e in reader.outcomes.by_topic.get(TOPICS.created, [])
+                       if run in e["link_key"]) > 0
+
+        await reader.wait_until(all_created, 30)
+        created = list({e["event_id"]: e for e in reader.outcomes.by_topic[TOPICS.created]
+                        if run in e["link_key"]}.values())
+        created.sort(key=lambda e: e["link_key"])
+        by_connector: dict[str, list[dict[str, Any]]] = {}
+        for e in created:
+            by_connector.setdefault(str(e["connector"]), []).append(e)
+        share = max(1, links // max(1, len(by_connector)))
+        walked = [e for group in by_connector.values() for e in group[:share]]
+        to_cancel = [e for group in by_connector.values()
+                     for e in group[share:share + max(1, share // 20)]]
+        print(f"\nafter creation: the providers walk {len(walked)} links to an end, "
+              f"{len(to_cancel)} more are cancelled by command…", flush=True)
+        started = time.monotonic()
+        finals = await asyncio.to_thread(fleet.walk, seed=7, plan=DEMO_WALK_PLAN,
+                                         references=[e["reference"] for e in walked])
+        commands = []
+        for n, e in enumerate(to_cancel):
+            merchant, payout = e["merchant_id"], e["merchant_payout_id"]
+            commands.append((e["link_key"].encode(), orjson.dumps({
+                "event_id": f"demo-cancel-{run}-{n}", "event_type": "payout-link-cancel-requested",
+                "schema_version": 1, "merchant_id": merchant, "merchant_payout_id": payout})))
+        await produce(bootstrap, commands, topic=TOPICS.cancel_requested)
+        followed = walked + to_cancel
+        references = {e["reference"] for e in followed}
+
+        def verdict() -> LifeVerdict:
+            truth = {ref: info["status"] for by_ref in fleet.statuses().values()
+                     for ref, info in by_ref.items() if ref in references}
+            return check_lifecycle(followed, reader.outcomes.by_topic.get(
+                TOPICS.status_changed, []), truth)
+
+        async def settled() -> bool:
+            return not (await asyncio.to_thread(verdict)).drift
+
+        await reader.wait_until(settled, deadline_s)
+        result = await asyncio.to_thread(verdict)
+        changes = [e for e in reader.outcomes.by_topic.get(TOPICS.status_changed, [])
+                   if e["link_key"] in {f["link_key"] for f in followed}]
+    last: dict[str, dict[str, object]] = {}
+    for e in changes:
+        last[str(e["link_key"])] = e
+    ends: dict[str, dict[str, int]] = {}
+    for e in last.values():
+        label = "reversed, reopened" if e.get("reversal") and e["payout_status"] != "REVERSED" \
+            else str(e["payout_status"])
+        per = ends.setdefault(str(e["connector"]), {})
+        per[label] = per.get(label, 0) + 1
+    print("final statuses (Prism names) by provider:")
+    for connector in sorted(ends):
+        walked_here = len(finals.get(connector, {}))
+        print(f"  {connector:<22} {walked_here:>3} walked: "
+              f"{', '.join(f'{n} {k}' for k, n in sorted(ends[connector].items()))}")
+    reversals = sum(1 for e in changes if e.get("reversal"))
+    print(f"reversals seen           {reversals} (a paid-out link whose money came back)")
+    print(f"status changes           {result.changes} "
+          f"({', '.join(f'{n} by {k}' for k, n in sorted(result.by_source.items()))}) "
+          f"in {time.monotonic() - started:.1f}s")
+    print(f"{result.line()}", flush=True)
+    return 0 if result.ok else 1
 
 
 async def drive(bootstrap: str, fleet: SimulatorFleet, total: int, run: str,
@@ -126,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter-ms", type=float, default=20.0)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--deadline-s", type=float, default=300.0)
+    parser.add_argument("--walk", type=int, default=100,
+                        help="links the providers walk to an end after creation")
     args = parser.parse_args(argv)
     require_codecs("payout demo")
     workdir = Path(tempfile.mkdtemp(prefix="payout-demo-"))
@@ -148,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         print("starting the worker…", flush=True)
         worker.start()
         try:
-            return asyncio.run(drive(bootstrap, fleet, args.requests, run, args.deadline_s))
+            created = asyncio.run(drive(bootstrap, fleet, args.requests, run, args.deadline_s))
+            followed = asyncio.run(follow_links(bootstrap, fleet, worker, run, args.walk,
+                                                args.deadline_s))
+            return created or followed
         except BaseException:
             print(f"worker log tail:\n{worker.log_tail()}", file=sys.stderr)
             raise

@@ -368,6 +368,40 @@ async def test_a_cancel_racing_a_claim_ends_in_the_providers_state() -> None:
     assert lifecycle.LinkRecord.from_bytes(table[key]).state.connector_status == "processing"  # type: ignore[union-attr]
 
 
+async def test_a_redelivered_cancel_is_answered_again_with_the_same_event() -> None:
+    t, table, sender, creator = tracker()
+    record = created_record("razorpay", ("issued", 0))
+    plant(table, record)
+    source = lifecycle.SourceOffset("payout-link-cancel-requested", 0, 5, NOW)
+    command = {"event_id": "c1", "merchant_id": "m_razorpay", "merchant_payout_id": "p1"}
+    creator.client.cancel_answers = [Cancelled(StatusReport("cancelled", 0))]
+    await t.on_cancel(command, source)
+    await t.on_cancel(command, source)  # the same command after a crash
+    assert creator.client.calls == ["cancel"]
+    first, again = (orjson.loads(v) for _, _, v in sender.sent)
+    assert first == again and first["command_event_id"] == "c1"
+    # A refusal is remembered too.
+    await t.on_cancel({**command, "event_id": "c2"}, source)
+    await t.on_cancel({**command, "event_id": "c2"}, source)
+    refusal, refusal_again = (orjson.loads(v) for _, _, v in sender.sent[2:])
+    assert refusal == refusal_again and refusal["error"]["code"] == "not_cancellable"
+
+
+async def test_a_cancel_whose_answer_was_lost_is_settled_by_reading_the_status() -> None:
+    t, table, sender, creator = tracker()
+    t._cancel_retry = replace(t._cancel_retry, backoff_s=0.0)
+    record = created_record("razorpay", ("issued", 0))
+    plant(table, record)
+    creator.client.cancel_answers = [Unknown("lost")] * 4
+    creator.client.status_answers = [StatusReport("cancelled", 0)]
+    await t.on_cancel({"event_id": "c1", "merchant_id": "m_razorpay", "merchant_payout_id": "p1"},
+                      lifecycle.SourceOffset("payout-link-cancel-requested", 0, 5, NOW))
+    [(topic, _, value)] = sender.sent
+    change = orjson.loads(value)
+    assert topic is t.status_changed and change["source"] == "command"
+    assert change["command_event_id"] == "c1" and change["payout_status"] == "CANCELLED"
+
+
 async def test_cancel_of_an_unknown_link_is_refused() -> None:
     t, _, sender, creator = tracker()
     await t.on_cancel({"event_id": "c1", "merchant_id": "m", "merchant_payout_id": "nope"},
