@@ -123,6 +123,31 @@ class LinkLifecycle(Protocol):
 
 
 @dataclass(frozen=True)
+class StepLifecycle:
+    """A :class:`LinkLifecycle` given as a table: a provider without back-edges or an
+    attempt counter, where a status's position is its step alone (Cashgram, Revolut,
+    Prism). Each provider package owns its table; RazorpayX, whose order needs
+    ``attempt_count``, has its own class."""
+
+    positions: Mapping[str, tuple[int, int]]
+    payout_statuses: Mapping[str, str]  # raw status -> Prism PayoutStatus name
+    finals: frozenset[str]
+    reversibles: frozenset[str] = frozenset()
+
+    def position(self, report: StatusReport) -> tuple[int, int] | None:
+        return self.positions.get(report.connector_status)
+
+    def payout_status(self, connector_status: str) -> str:
+        return self.payout_statuses.get(connector_status, "PENDING")
+
+    def final(self, connector_status: str) -> bool:
+        return connector_status in self.finals
+
+    def reversible(self, connector_status: str) -> bool:
+        return connector_status in self.reversibles
+
+
+@dataclass(frozen=True)
 class LinkRef:
     """How a provider call names one existing link: our reference and the provider's id."""
 

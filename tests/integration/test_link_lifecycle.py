@@ -112,6 +112,11 @@ async def test_every_link_ends_at_its_providers_final_status(
         assert result.by_source.get("webhook", 0) > 0 and result.by_source.get("poll", 0) > 0
         for event in reader.outcomes.by_topic[TOPICS.status_changed]:
             assert not list(events.validator_for(events.STATUS_CHANGED).iter_errors(event))
+    # Webhook secrets (and the providers' API secrets) never reach the worker's log.
+    log = life_worker.run_log()
+    for secret in ("demo_webhook_secret", "wsk_sim_revolut_demo", "demo_secret",
+                   "cf_test_client_secret"):
+        assert secret not in log
     counts = {name: hooks["counts"] for name, hooks in fleet.webhooks().items()}
     forged = sum(c.get("forged_sent", 0) for c in counts.values())
     assert forged > 0

@@ -7,9 +7,9 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from streams.connectors.base import StatusReport
+from streams.connectors.base import StatusReport, StepLifecycle
 from streams.connectors.cashfree import PROVIDER
-from streams.connectors.cashfree.lifecycle import LIFECYCLE, CashfreeLifecycle
+from streams.connectors.cashfree.lifecycle import LIFECYCLE
 from streams.connectors.cashfree.transformers import PAYOUT_STATUS
 from streams.devkit.sims.cashfree import _TRANSITIONS as TRANSITIONS, ACTIVE
 
@@ -41,7 +41,7 @@ def test_a_status_we_do_not_know_has_no_position(status: str) -> None:
 
 
 def test_the_provider_exposes_it_and_expires_its_links() -> None:
-    assert isinstance(PROVIDER.lifecycle, CashfreeLifecycle) and PROVIDER.expires_links is True
+    assert isinstance(PROVIDER.lifecycle, StepLifecycle) and PROVIDER.expires_links is True
 
 
 def test_the_simulators_statuses_are_all_placed() -> None:

@@ -7,8 +7,8 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from streams.connectors.base import StatusReport
-from streams.connectors.prism import PROVIDER, PrismLifecycle
+from streams.connectors.base import StatusReport, StepLifecycle
+from streams.connectors.prism import PROVIDER
 from streams.connectors.prism.gen import payout_service_pb2 as pb
 from streams.connectors.prism.lifecycle import LIFECYCLE
 
@@ -63,7 +63,7 @@ def test_unspecified_and_unknown_statuses_have_no_position(status: str) -> None:
 
 
 def test_the_provider_exposes_it() -> None:
-    assert isinstance(PROVIDER.lifecycle, PrismLifecycle)
+    assert isinstance(PROVIDER.lifecycle, StepLifecycle)
 
 
 @settings(max_examples=200, deadline=None)

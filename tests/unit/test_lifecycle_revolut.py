@@ -7,8 +7,8 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from streams.connectors.base import StatusReport
-from streams.connectors.revolut import PROVIDER, RevolutLifecycle
+from streams.connectors.base import StatusReport, StepLifecycle
+from streams.connectors.revolut import PROVIDER
 from streams.connectors.revolut.lifecycle import LIFECYCLE
 from streams.connectors.revolut.transformers import PAYOUT_STATUS
 from streams.devkit.sims.revolut import STATES
@@ -52,7 +52,7 @@ def test_a_state_we_do_not_know_has_no_position(state: str) -> None:
 
 
 def test_the_provider_exposes_it() -> None:
-    assert isinstance(PROVIDER.lifecycle, RevolutLifecycle)
+    assert isinstance(PROVIDER.lifecycle, StepLifecycle)
 
 
 @settings(max_examples=200, deadline=None)

@@ -402,6 +402,33 @@ async def test_a_cancel_whose_answer_was_lost_is_settled_by_reading_the_status()
     assert change["command_event_id"] == "c1" and change["payout_status"] == "CANCELLED"
 
 
+async def test_a_link_past_its_expiry_is_cancelled_where_the_provider_does_not_expire_it() -> None:
+    t, table, sender, creator = tracker()
+    record = replace(created_record("razorpay", ("issued", 0)),
+                     outcome={"connector_payout_id": "po_1", "expires_at": "2026-12-07T10:00:00Z"})
+    plant(table, record)
+    assert due_kind(record, PROVIDERS["razorpay"], NOW) == EXPIRE
+    creator.client.cancel_answers = [Cancelled(StatusReport("cancelled", 0))]
+    await t.on_message(TrackingMessage(kind=EXPIRE, connector="razorpay",
+                                       reference=record.reference, link_key=record.link_key,
+                                       received_at="t"))
+    [(topic, _, value)] = sender.sent
+    change = orjson.loads(value)
+    assert topic is t.status_changed
+    assert (change["payout_status"], change["source"], change["final"]) == \
+        ("CANCELLED", "expiry", True)
+    # Claimed meanwhile: the refusal is read back, the claim published, nothing failed.
+    t, table, sender, creator = tracker()
+    plant(table, record)
+    creator.client.cancel_answers = [NotCancellable("not in issued", "processing")]
+    creator.client.status_answers = [StatusReport("processing", 1)]
+    await t.on_message(TrackingMessage(kind=EXPIRE, connector="razorpay",
+                                       reference=record.reference, link_key=record.link_key,
+                                       received_at="t"))
+    [(topic, _, value)] = sender.sent
+    assert topic is t.status_changed and orjson.loads(value)["source"] == "poll"
+
+
 async def test_cancel_of_an_unknown_link_is_refused() -> None:
     t, _, sender, creator = tracker()
     await t.on_cancel({"event_id": "c1", "merchant_id": "m", "merchant_payout_id": "nope"},

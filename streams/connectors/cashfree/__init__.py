@@ -21,7 +21,7 @@ from streams.connectors.base import HttpCall, LinkLifecycle, Unsupported, Webhoo
 from streams.connectors.cashfree.account import CashfreeAccount, parse_account
 from streams.connectors.cashfree.auth import CashfreeAuth, CredentialsRefused
 from streams.connectors.cashfree.client import CashfreeClient
-from streams.connectors.cashfree.lifecycle import LIFECYCLE, CashfreeLifecycle
+from streams.connectors.cashfree.lifecycle import LIFECYCLE
 from streams.connectors.cashfree.transformers import (
     MAX_LINK_EXPIRY_DAYS,
     NAME,
@@ -32,7 +32,7 @@ from streams.connectors.provider import Endpoint
 from streams.connectors.transport import ProviderTransport
 
 __all__ = ["PROVIDER", "CashfreeAccount", "CashfreeAuth", "CashfreeClient", "CashfreeConnector",
-           "CashfreeLifecycle", "CashfreeProvider", "CashfreeWebhooks", "CredentialsRefused",
+           "CashfreeProvider", "CashfreeWebhooks", "CredentialsRefused",
            "MAX_LINK_EXPIRY_DAYS"]
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 
 from streams.connectors.base import StatusReport, WebhookRejected, WebhookReport
+from streams.connectors.signing import matches_any, shown_event
 
 SIGNATURE_FIELD = "signature"
 REFERENCE_FIELD = "cashgramid"
@@ -36,7 +37,6 @@ EVENTS: Mapping[str, str] = {
 MAX_FIELDS = 64
 MAX_BODY_BYTES = 64 * 1024
 IST = timezone(timedelta(hours=5, minutes=30))
-_EVENT_NAME = re.compile(r"[A-Za-z0-9_]{1,64}", re.ASCII)
 _REFERENCE = re.compile(r"[\x21-\x7e]{1,64}", re.ASCII)
 _EVENT_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})",
                          re.ASCII)
@@ -56,8 +56,7 @@ def read_form(body: bytes) -> dict[str, str] | str:
     fields: dict[str, str] = {}
     for key, value in pairs:
         if key in fields:
-            shown = key if _EVENT_NAME.fullmatch(key) else "(unprintable)"
-            return f"form field {shown} appears more than once"
+            return f"form field {shown_event(key)} appears more than once"
         fields[key] = value
     if not fields:
         return "the form body is empty"
@@ -101,11 +100,8 @@ class CashfreeWebhooks:
         if not given.isascii():
             return WebhookRejected(401, "signature_invalid",
                                    f"{SIGNATURE_FIELD} is not a Base64 HMAC-SHA256")
-        sent = given.encode("ascii")
-        matched = False
-        for secret in secrets:  # every one, whichever matches: no early exit
-            matched |= hmac.compare_digest(signature(secret, fields).encode("ascii"), sent)
-        if not matched:
+        expected = (signature(secret, fields).encode("ascii") for secret in secrets)
+        if not matches_any(expected, [given.encode("ascii")]):
             return WebhookRejected(401, "signature_invalid",
                                    f"{SIGNATURE_FIELD} matches no secret of this merchant")
         return None
@@ -119,8 +115,8 @@ class CashfreeWebhooks:
             return WebhookRejected(400, "malformed_body", "form field event is missing")
         status = EVENTS.get(event)
         if status is None:
-            shown = event if _EVENT_NAME.fullmatch(event) else "(unprintable)"
-            return WebhookRejected(400, "unknown_event", f"event {shown} is not a Cashgram event")
+            return WebhookRejected(400, "unknown_event",
+                                   f"event {shown_event(event)} is not a Cashgram event")
         reference = fields.get(REFERENCE_FIELD) or fields.get("cashgramId")
         if not reference:
             return WebhookRejected(400, "reference_missing",

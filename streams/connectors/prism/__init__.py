@@ -30,11 +30,11 @@ from streams.connectors.base import LinkLifecycle, Unsupported, WebhookReceiver
 from streams.connectors.prism import transformers
 from streams.connectors.prism.account import PRISM_CURRENCIES, PrismAccount, parse_account
 from streams.connectors.prism.client import PrismClient
-from streams.connectors.prism.lifecycle import LIFECYCLE, PrismLifecycle
+from streams.connectors.prism.lifecycle import LIFECYCLE
 from streams.connectors.prism.transformers import NAME, PrismCreate
 from streams.connectors.provider import Endpoint
 
-__all__ = ["PROVIDER", "PrismAccount", "PrismClient", "PrismCreate", "PrismLifecycle",
+__all__ = ["PROVIDER", "PrismAccount", "PrismClient", "PrismCreate",
            "PrismProvider"]
 
 # The Prism-compatible server's development route (streams/devkit/sims/prism.py,

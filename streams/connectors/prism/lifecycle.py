@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from streams.connectors.base import StatusReport
+from streams.connectors.base import StepLifecycle
 
 POSITIONS: Mapping[str, tuple[int, int]] = {
     "REQUIRES_CREATION": (0, 0),
@@ -33,18 +33,4 @@ FINAL = frozenset({"FAILED", "CANCELLED", "EXPIRED", "INELIGIBLE", "REVERSED"})
 REVERSIBLE = frozenset({"SUCCESS"})
 
 
-class PrismLifecycle:
-    def position(self, report: StatusReport) -> tuple[int, int] | None:
-        return POSITIONS.get(report.connector_status)
-
-    def payout_status(self, connector_status: str) -> str:
-        return connector_status if connector_status in POSITIONS else "PENDING"
-
-    def final(self, connector_status: str) -> bool:
-        return connector_status in FINAL
-
-    def reversible(self, connector_status: str) -> bool:
-        return connector_status in REVERSIBLE
-
-
-LIFECYCLE = PrismLifecycle()
+LIFECYCLE = StepLifecycle(POSITIONS, {name: name for name in POSITIONS}, FINAL, REVERSIBLE)

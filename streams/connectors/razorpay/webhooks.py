@@ -16,8 +16,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from streams.connectors.base import StatusReport, WebhookRejected, WebhookReport
 from streams.connectors.razorpay.transformers import (
     attempt_count,
@@ -25,6 +23,7 @@ from streams.connectors.razorpay.transformers import (
     link_id,
     reference_of,
 )
+from streams.connectors.signing import header, json_event, matches_any, shown_event
 
 SIGNATURE_HEADER = "x-razorpay-signature"
 EVENT_ID_HEADER = "x-razorpay-event-id"
@@ -40,22 +39,9 @@ EVENTS: Mapping[str, str] = {
     "rejected": "rejected",
     "expired": "expired",
 }
-_EVENT_NAME = re.compile(r"[A-Za-z0-9_.]{1,64}", re.ASCII)
 _EVENT_ID = re.compile(r"[\x21-\x7e]{1,128}", re.ASCII)
 _MAX_SIGNATURE_CHARS = 256
 ENTITY_PATH = "payload.payout_link.entity"
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header by its lower-case name (the caller lower-cases names; any other spelling
-    is found too), or None when absent or not text."""
-    value = headers.get(name)
-    if value is None:
-        for key, candidate in headers.items():
-            if isinstance(key, str) and key.lower() == name:
-                value = candidate
-                break
-    return value if isinstance(value, str) else None
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -82,30 +68,22 @@ class RazorpayWebhooks:
         candidate = given.strip().lower()
         if not candidate.isascii() or len(candidate) > _MAX_SIGNATURE_CHARS:
             return _reject("signature_invalid", f"{SIGNATURE_HEADER} is not a hex HMAC-SHA256")
-        sent = candidate.encode("ascii")
-        matched = False
-        for secret in secrets:  # every one, whichever matches: no early exit
-            matched |= hmac.compare_digest(signature(secret, body).encode("ascii"), sent)
-        if not matched:
+        expected = (signature(secret, body).encode("ascii") for secret in secrets)
+        if not matches_any(expected, [candidate.encode("ascii")]):
             return _reject("signature_invalid",
                            f"{SIGNATURE_HEADER} matches no webhook secret of this merchant")
         return None
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> WebhookReport | WebhookRejected:
-        try:
-            event = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _reject("malformed_body", "the body is not JSON")
-        if not isinstance(event, dict):
-            return _reject("malformed_body", "the body is not a JSON object")
-        name = event.get("event")
-        if not isinstance(name, str) or not name:
-            return _reject("malformed_body", "event is missing or not a string")
+        read = json_event(body)
+        if isinstance(read, WebhookRejected):
+            return read
+        event, name = read
         suffix = name[len(EVENT_PREFIX):] if name.startswith(EVENT_PREFIX) else None
         status = EVENTS.get(suffix) if suffix is not None else None
         if status is None:
-            shown = name if _EVENT_NAME.fullmatch(name) else "(unprintable)"
-            return _reject("unknown_event", f"event {shown} is not a payout link event")
+            return _reject("unknown_event",
+                           f"event {shown_event(name)} is not a payout link event")
         entity = _dig(event, "payload", "payout_link", "entity")
         if not isinstance(entity, dict):
             return _reject("malformed_body", f"{ENTITY_PATH} is missing or not an object")

@@ -23,13 +23,13 @@ from streams.connectors.base import HttpCall, LinkLifecycle, Unsupported, Webhoo
 from streams.connectors.provider import Endpoint
 from streams.connectors.revolut.account import RevolutAccount, parse_account
 from streams.connectors.revolut.client import RevolutAuth, RevolutClient
-from streams.connectors.revolut.lifecycle import LIFECYCLE, RevolutLifecycle
+from streams.connectors.revolut.lifecycle import LIFECYCLE
 from streams.connectors.revolut.transformers import CURRENCIES, NAME, RevolutConnector
 from streams.connectors.revolut.webhooks import WEBHOOKS, RevolutWebhooks
 from streams.connectors.transport import ProviderTransport
 
 __all__ = ["PROVIDER", "RevolutAccount", "RevolutAuth", "RevolutClient", "RevolutConnector",
-           "RevolutLifecycle", "RevolutProvider", "RevolutWebhooks"]
+           "RevolutProvider", "RevolutWebhooks"]
 
 # The simulator's development credentials (streams/devkit/sims/revolut.py,
 # DEFAULT_CREDENTIALS). The assertion is an unsigned JWT with the claims Revolut checks

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from streams.connectors.base import StatusReport
+from streams.connectors.base import StepLifecycle
 from streams.connectors.revolut.transformers import PAYOUT_STATUS
 
 POSITIONS: Mapping[str, tuple[int, int]] = {
@@ -25,18 +25,4 @@ POSITIONS: Mapping[str, tuple[int, int]] = {
 FINAL = frozenset({"processed", "failed", "expired", "cancelled"})
 
 
-class RevolutLifecycle:
-    def position(self, report: StatusReport) -> tuple[int, int] | None:
-        return POSITIONS.get(report.connector_status)
-
-    def payout_status(self, connector_status: str) -> str:
-        return PAYOUT_STATUS.get(connector_status, "PENDING")
-
-    def final(self, connector_status: str) -> bool:
-        return connector_status in FINAL
-
-    def reversible(self, connector_status: str) -> bool:
-        return False
-
-
-LIFECYCLE = RevolutLifecycle()
+LIFECYCLE = StepLifecycle(POSITIONS, PAYOUT_STATUS, FINAL, frozenset())

@@ -20,10 +20,9 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 
-import orjson
-
 from streams.connectors.base import StatusReport, WebhookRejected, WebhookReport
 from streams.connectors.revolut.transformers import event_time, link_id, link_state, reference_of
+from streams.connectors.signing import header, json_event, matches_any, shown_event
 
 SIGNATURE_HEADER = "revolut-signature"
 TIMESTAMP_HEADER = "revolut-request-timestamp"
@@ -33,19 +32,6 @@ CREATED = "PayoutLinkCreated"
 MAX_SIGNATURES = 16
 _TIMESTAMP = re.compile(r"[0-9]{1,16}", re.ASCII)
 _HEX = re.compile(r"[0-9a-fA-F]{1,128}", re.ASCII)
-_EVENT_NAME = re.compile(r"[A-Za-z0-9_.]{1,64}", re.ASCII)
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header by its lower-case name (the caller lower-cases names; any other spelling
-    is found too), or None when absent or not text."""
-    value = headers.get(name)
-    if value is None:
-        for key, candidate in headers.items():
-            if isinstance(key, str) and key.lower() == name:
-                value = candidate
-                break
-    return value if isinstance(value, str) else None
 
 
 def signature(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -88,12 +74,8 @@ class RevolutWebhooks:
         sent = [value.lower() for value in sent if _HEX.fullmatch(value)]
         if not sent:
             return _unauthorised("signature_invalid", f"{SIGNATURE_HEADER} has no v1= signature")
-        matched = False
-        for secret in secrets:  # every pair, whichever matches: no early exit
-            expected = signature(secret, timestamp, body).encode("ascii")
-            for value in sent:
-                matched |= hmac.compare_digest(expected, value.encode("ascii"))
-        if not matched:
+        expected = (signature(secret, timestamp, body).encode("ascii") for secret in secrets)
+        if not matches_any(expected, [value.encode("ascii") for value in sent]):
             return _unauthorised("signature_invalid",
                                  f"{SIGNATURE_HEADER} matches no signing secret of this merchant")
         if abs(now - int(timestamp) / 1000.0) > self.tolerance_s:
@@ -102,18 +84,12 @@ class RevolutWebhooks:
         return None
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> WebhookReport | WebhookRejected:
-        try:
-            event = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _bad("malformed_body", "the body is not JSON")
-        if not isinstance(event, dict):
-            return _bad("malformed_body", "the body is not a JSON object")
-        name = event.get("event")
-        if not isinstance(name, str) or not name:
-            return _bad("malformed_body", "event is missing or not a string")
+        read = json_event(body)
+        if isinstance(read, WebhookRejected):
+            return read
+        event, name = read
         if name not in (STATE_CHANGED, CREATED):
-            shown = name if _EVENT_NAME.fullmatch(name) else "(unprintable)"
-            return _bad("unknown_event", f"event {shown} is not a payout link event")
+            return _bad("unknown_event", f"event {shown_event(name)} is not a payout link event")
         data = event.get("data")
         if not isinstance(data, dict):
             return _bad("malformed_body", "data is missing or not an object")
