@@ -82,6 +82,7 @@ class Settings:
     poll_max_s: float = 900.0
     poll_rate_per_s: float = 20.0
     reversal_watch_s: float = 7 * 86400.0
+    reversal_poll_s: float = 6 * 3600.0
 
     @property
     def heartbeat_interval_s(self) -> float:
@@ -230,6 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         poll_max_s=_number(env, "PAYOUT_POLL_MAX_S", "900", float),
         poll_rate_per_s=_number(env, "PAYOUT_POLL_RATE_PER_S", "20", float),
         reversal_watch_s=_number(env, "PAYOUT_REVERSAL_WATCH_S", "604800", float),
+        reversal_poll_s=_number(env, "PAYOUT_REVERSAL_POLL_S", "21600", float),
     )
 
 

@@ -624,9 +624,12 @@ def cancel_failed_event(*, link_key_: str, request_event_id: str | None,
     """A cancel command not carried out. Dated from the command record, and its id names
     the command, the reason and the status it met: one id, one content."""
     merchant_id, payout_id = split_link_key(link_key_)
+    # A command without a usable id is named by the record it came in.
+    command = command_event_id if command_event_id is not None else "" if source is None \
+        else f"@{source.topic}/{source.partition}/{source.offset}"
     event = _envelope(CANCEL_FAILED,
-                      deterministic_event_id(link_key_, CANCEL_FAILED, command_event_id or "",
-                                             code, connector_status or ""),
+                      deterministic_event_id(link_key_, CANCEL_FAILED, command, code,
+                                             connector_status or ""),
                       merchant_id, payout_id, link_key_, request_event_id)
     if source is not None:
         event["occurred_at"] = record_time_iso(source.timestamp)

@@ -116,18 +116,21 @@ class LinkRecord:
     status_event_published: bool = True
     provider_events: tuple[str, ...] = ()
     next_poll_at: float | None = None
-    # The last command carried out on the link and the event that answered it: a
-    # command redelivered after a crash is answered again with the same event.
-    last_command: Mapping[str, Any] | None = None
+    # The last commands carried out on the link and the events that answered them
+    # (command id -> answer): a command redelivered after a crash is answered again
+    # with the same event, whatever came after it.
+    command_answers: Mapping[str, Any] | None = None
 
     def to_bytes(self, owner_epoch: int = 0) -> bytes:
         """Serialised by an owner of ``owner_epoch``: the record's epoch never goes back."""
         after: dict[str, Any] = {}
-        if self.state is not None:
-            after = {"state": self.state.to_json(), "status_event": self.status_event,
+        if self.state is not None or self.next_poll_at is not None or self.command_answers \
+                or self.status_event is not None or self.provider_events:
+            after = {"state": None if self.state is None else self.state.to_json(),
+                     "status_event": self.status_event,
                      "status_event_published": self.status_event_published,
                      "provider_events": list(self.provider_events),
-                     "next_poll_at": self.next_poll_at, "last_command": self.last_command}
+                     "next_poll_at": self.next_poll_at, "command_answers": self.command_answers}
         return orjson.dumps({
             "link_key": self.link_key,
             "status": self.status.value,
@@ -160,7 +163,7 @@ class LinkRecord:
             status_event_published=d.get("status_event_published", True),
             provider_events=tuple(d.get("provider_events", ())),
             next_poll_at=d.get("next_poll_at"),
-            last_command=d.get("last_command"),
+            command_answers=d.get("command_answers"),
         )
 
 
@@ -322,17 +325,21 @@ def with_status_event(record: LinkRecord, event: Mapping[str, Any],
     return answered(changed, command_id, event) if command_id is not None else changed
 
 
+RECENT_COMMANDS = 8  # answers kept per link: a redelivery comes within one commit interval
+
+
 def answered(record: LinkRecord, command_id: str, event: Mapping[str, Any]) -> LinkRecord:
     """``command_id`` was answered with ``event``: a redelivery is answered the same."""
-    return replace(record, last_command={"event_id": command_id, "answer": dict(event)})
+    kept = [(k, v) for k, v in (record.command_answers or {}).items() if k != command_id]
+    kept = kept[-(RECENT_COMMANDS - 1):] + [(command_id, dict(event))]
+    return replace(record, command_answers=dict(kept))
 
 
 def answer_to(record: LinkRecord, command_id: str | None) -> Mapping[str, Any] | None:
     """The stored answer to ``command_id``, if this record answered it already."""
-    last = record.last_command
-    if command_id is None or last is None or last.get("event_id") != command_id:
+    if command_id is None or not record.command_answers:
         return None
-    answer = last.get("answer")
+    answer = record.command_answers.get(command_id)
     return answer if isinstance(answer, Mapping) else None
 
 

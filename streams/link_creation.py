@@ -183,13 +183,16 @@ class LinkCreator:
         return answer
 
     async def guarded(self, send: Callable[[], Awaitable[T]], account: Any) -> T | Transient:
-        """A call about an existing link (a status read, a cancel) under the same rules as
-        a create: only while the link's partition is provably ours, within the
-        connector's rate limit, counted by (and refused by) its circuit breaker."""
+        """A call about an existing link (a status read, a cancel): only while the link's
+        partition is provably ours, behind a circuit breaker of its own. Not the
+        creates' breaker nor their rate limit (the poll sweep bounds its own rate): a
+        status endpoint that fails must not refuse new links, which would end in
+        ``retries_exhausted``."""
         require_ownership()  # and again in the transport, right before the send
         if self.guard is None:
             return await send()
-        return await self.guard.call(send, self.provider.circuit(account))
+        return await self.guard.call(send, f"{self.provider.circuit(account)}:after-creation",
+                                     limited=False)
 
     def _stop_when(self, state: _Attempts, reference: str) -> Callable[[RetryCallState], bool]:
         policy = self.policy

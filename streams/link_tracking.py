@@ -43,13 +43,13 @@ from streams.connectors.base import (
     link_reference,
 )
 from streams.link_creation import LinkCreator
-from streams.ownership import current_epoch, require_ownership
+from streams.ownership import Fenced, current_epoch, current_partition, require_ownership
 from streams.polling import PollPolicy, epoch_s, next_poll_at
 
 log = logging.getLogger(__name__)
 
-REPORT, POLL, EXPIRE = "report", "poll", "expire"
-KINDS = (REPORT, POLL, EXPIRE)
+REPORT, POLL, EXPIRE, CANCEL = "report", "poll", "expire", "cancel"
+KINDS = (REPORT, POLL, EXPIRE, CANCEL)
 MAX_WEBHOOK_BODY_KEPT = 16 * 1024  # the raw webhook kept with its report, for audit
 
 
@@ -57,7 +57,7 @@ MAX_WEBHOOK_BODY_KEPT = 16 * 1024  # the raw webhook kept with its report, for a
 class TrackingMessage:
     """One record of ``payout-link-provider-reports`` (written only by this service)."""
 
-    kind: str  # report | poll | expire
+    kind: str  # report | poll | expire | cancel (a command re-keyed to its link's home)
     connector: str
     reference: str
     link_key: str | None  # known for polls and expiries; a webhook names only the reference
@@ -65,6 +65,10 @@ class TrackingMessage:
     report: StatusReport | None = None  # kind report
     merchant_id: str | None = None  # the merchant whose webhook secret verified it
     webhook_body: bytes | None = None  # the verified raw body (bounded), for audit
+    # kind cancel: the command as it came, and where it came from (its answer is dated
+    # from that record, whichever partition first read it).
+    command: Mapping[str, Any] | None = None
+    source: lifecycle.SourceOffset | None = None
 
     def to_bytes(self) -> bytes:
         report = None if self.report is None else {
@@ -74,6 +78,7 @@ class TrackingMessage:
             "occurred_at": self.report.occurred_at, "event_id": self.report.event_id,
             "event_name": self.report.event_name}
         body = self.webhook_body
+        source = self.source
         return orjson.dumps({
             "kind": self.kind, "connector": self.connector, "reference": self.reference,
             "link_key": self.link_key, "received_at": self.received_at, "report": report,
@@ -81,6 +86,9 @@ class TrackingMessage:
             "webhook_body_b64": None if body is None else base64.b64encode(
                 body[:MAX_WEBHOOK_BODY_KEPT]).decode("ascii"),
             "webhook_body_size": None if body is None else len(body),
+            "command": self.command,
+            "source": None if source is None else [source.topic, source.partition,
+                                                   source.offset, source.timestamp],
         })
 
     @classmethod
@@ -99,9 +107,19 @@ class TrackingMessage:
             event_name=r.get("event_name"))
         if d["kind"] == REPORT and report is None:
             raise ValueError("a report record without its report")
+        link_key = d.get("link_key")
+        if link_key is not None and not isinstance(link_key, str):
+            raise ValueError("link_key is not a string")
+        command, source = d.get("command"), d.get("source")
+        if d["kind"] == CANCEL and (not isinstance(command, dict) or link_key is None
+                                     or not isinstance(source, list)):
+            raise ValueError("a cancel record without its command, link key or source")
         return cls(kind=d["kind"], connector=str(d["connector"]), reference=str(d["reference"]),
-                   link_key=d.get("link_key"), received_at=str(d["received_at"]),
-                   report=report, merchant_id=d.get("merchant_id"))
+                   link_key=link_key, received_at=str(d["received_at"]),
+                   report=report, merchant_id=d.get("merchant_id"), command=command,
+                   source=None if source is None else lifecycle.SourceOffset(
+                       str(source[0]), int(source[1]), int(source[2]),
+                       None if source[3] is None else float(source[3])))
 
 
 @dataclass(frozen=True)
@@ -150,10 +168,22 @@ class LinkTracker:
         require_ownership()
         self.links[table_key] = record.to_bytes(current_epoch())
 
+    async def _store(self, table_key: str, record: lifecycle.LinkRecord) -> None:
+        """A write that must be in the changelog before what it stores is told."""
+        require_ownership()
+        await self.links.put_durably(table_key, record.to_bytes(current_epoch()))
+
+    def _check_table(self) -> None:
+        unrecovered = getattr(self.links, "unrecovered", None)
+        if unrecovered is not None:  # the worker is crashing: touch nothing
+            raise Fenced(current_partition(), "the link table could not be recovered "
+                         f"({unrecovered!r})")
+
     # --- provider reports, polls and expiries ----------------------------------------
 
     async def on_message(self, message: TrackingMessage) -> None:
         require_ownership()
+        self._check_table()
         table_key, record = self._find(message.link_key, message.reference)
         if record is None:
             self._count("unknown_link")
@@ -181,9 +211,23 @@ class LinkTracker:
             return
         if message.kind == REPORT:
             assert message.report is not None
+            stated = message.report.connector_payout_id
+            known = (record.outcome or {}).get("connector_payout_id")
+            if stated and known and stated != known:
+                # Our reference on another of the provider's links (made outside this
+                # system): it says nothing about ours.
+                self._count("payout_id_mismatch")
+                log.error("webhook from %s names %s with another payout id: ignored",
+                          message.connector, record.link_key)
+                return
             await self._apply(table_key, record, message.report, lifecycle.WEBHOOK,
                               message.received_at)
         elif message.kind == POLL:
+            due = record.next_poll_at
+            if (record.status_event is None or record.status_event_published) and \
+                    due is not None and due > self._clock():
+                self._count("not_due")  # polled since the sweep asked (a lagging agent)
+                return
             await self._poll(table_key, record, lifecycle.POLL)
         else:
             await self._expire(table_key, record)
@@ -243,7 +287,7 @@ class LinkTracker:
             command_event_id=command_id)
         changed = lifecycle.with_status_event(decision.record, event, command_id)
         changed = lifecycle.polled(changed, self._next_poll(changed))
-        self._write(table_key, changed)  # stored before it is told
+        await self._store(table_key, changed)  # stored before it is told
         self._count("changed")
         log.info("link %s: %s -> %s (%s)", record.link_key,
                  previous.connector_status if previous else "?", state.connector_status, source)
@@ -304,6 +348,7 @@ class LinkTracker:
         """Carry out a cancel command once: its answer (a change or a refusal) is stored
         with the link before it is told, and a redelivered command is answered with it."""
         require_ownership()
+        self._check_table()
         link_key = events.link_key(command["merchant_id"], command["merchant_payout_id"])
         command_id = command.get("event_id") if isinstance(command.get("event_id"), str) \
             else None
@@ -327,7 +372,7 @@ class LinkTracker:
                 connector_status=status, code=code, message=message, field=field,
                 source=source)
             if current is not None and command_id is not None:
-                self._write(table_key, lifecycle.answered(current, command_id, failure))
+                await self._store(table_key, lifecycle.answered(current, command_id, failure))
             await self._send(self.cancel_failed, link_key.encode(), events.encode(failure), None)
 
         if record is None:
@@ -377,8 +422,10 @@ class LinkTracker:
         if isinstance(answer, Cancelled):
             self._count("cancelled")
             if answer.report is not None:
-                return await self._apply(table_key, record, answer.report, source,
-                                         events.now_iso(), command_id)
+                record = await self._apply(table_key, record, answer.report, source,
+                                           events.now_iso(), command_id)
+                if record.state is not None and record.state.payout_status == "CANCELLED":
+                    return record
             for attempt in range(self._cancel_retry.attempts):  # what does it say now?
                 after = await self._poll(table_key, record, source, command_id)
                 if after.state is not None and after.state.payout_status == "CANCELLED":

@@ -31,6 +31,7 @@ from streams.app import (
     dead_letter_topic,
     failed_topic,
     links,
+    reports_topic,
     routed_topic,
     settings,
     status_changed_topic,
@@ -86,7 +87,8 @@ def build_processor(clients: dict[str, ProviderClient],
         settings=settings, links=links, status_changed=status_changed_topic,
         cancel_failed=cancel_failed_topic, creators=creators, send=RequestProcessor.send,
         policy=PollPolicy(min_s=settings.poll_min_s, max_s=settings.poll_max_s,
-                          reversal_watch_s=settings.reversal_watch_s))
+                          reversal_watch_s=settings.reversal_watch_s,
+                          reversal_poll_s=settings.reversal_poll_s))
     return RequestProcessor(
         settings=settings, links=links, unresolved=unresolved, routed=routed_topic,
         created=created_topic, failed=failed_topic, dead_letter=dead_letter_topic,
@@ -97,6 +99,7 @@ def build_processor(clients: dict[str, ProviderClient],
         release=partial(release_unacked, app.consumer),
         on_fenced=on_fenced,
         tracker=tracker,
+        reports=reports_topic,
     )
 
 

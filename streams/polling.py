@@ -6,7 +6,7 @@ rarely; the interval grows with the link's age up to ``max_s``, which with one s
 of the table bounds how late a missed webhook is noticed. Every interval is spread by
 random jitter, so links created together, or a worker restarting with many links
 due, do not poll in a burst. A link in a final state is never polled again; a
-paid-out link that a reversal could undo is watched at ``max_s`` for
+paid-out link that a reversal could undo is polled every ``reversal_poll_s`` for
 ``reversal_watch_s``.
 """
 from __future__ import annotations
@@ -24,6 +24,9 @@ class PollPolicy:
     max_s: float = 900.0
     age_factor: float = 0.1  # interval = age x this, within [min_s, max_s]
     reversal_watch_s: float = 7 * 86400.0
+    # A paid-out link is polled this rarely while a reversal could still undo it: the
+    # provider's webhook tells a reversal; the poll is for one that got lost.
+    reversal_poll_s: float = 6 * 3600.0
     jitter: float = 0.2  # each interval is shortened by up to this share, at random
 
 
@@ -47,7 +50,7 @@ def next_poll_at(now: float, created_at: float | None, state: LinkState | None,
         since = epoch_s(state.changed_at)
         if since is not None and now - since > policy.reversal_watch_s:
             return None
-        return now + policy.max_s * spread
+        return now + max(policy.max_s, policy.reversal_poll_s) * spread
     age = max(0.0, now - created_at) if created_at is not None else 0.0
     interval = min(policy.max_s, max(policy.min_s, age * policy.age_factor))
     return now + interval * spread

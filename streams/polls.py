@@ -32,6 +32,8 @@ from streams.polling import epoch_s
 log = logging.getLogger(__name__)
 
 Items = Callable[[int, bytes | None, int], list[tuple[bytes, bytes]]]
+# The partitions of the link table this worker owns now; None while a rebalance and its
+# recovery are under way (read nothing then, and keep the cursors).
 Send = Callable[[bytes, bytes, int], Awaitable[None]]
 
 
@@ -56,6 +58,8 @@ def due_kind(record: lifecycle.LinkRecord, provider: Provider | None, now: float
             and expires <= now and (state is None or not state.reversible)
             and (state is None or state.payout_status not in ("INITIATED", "PENDING"))):
         return EXPIRE
+    if record.next_poll_at is None and state is None:
+        return POLL  # created before statuses were followed, or in a status we did not know
     if record.next_poll_at is not None and record.next_poll_at <= now:
         return POLL
     return None
@@ -66,13 +70,15 @@ class PollSweep:
     """One per worker; ``run_once`` is called by a timer (streams.agents.polls)."""
 
     items: Items
-    owned_partitions: Callable[[], Iterable[int]]
+    owned_partitions: Callable[[], Iterable[int] | None]
     send: Send
     providers: Mapping[str, Provider]
     limits: SweepLimits = field(default_factory=SweepLimits)
     clock: Callable[[], float] = time.time
     _cursors: dict[int, bytes | None] = field(default_factory=dict)
-    _asked: dict[bytes, float] = field(default_factory=dict)
+    # key -> (when asked, the link's next_poll_at then): not asked again until its record
+    # shows the poll was done (a new next_poll_at) or resend_after_s has passed.
+    _asked: dict[bytes, tuple[float, float | None]] = field(default_factory=dict)
     _tokens: dict[str, float] = field(default_factory=dict)
     _last_tick: float | None = None
     asked_total: int = 0
@@ -90,11 +96,14 @@ class PollSweep:
         """One tick: read a slice of each owned partition; ask about the due links."""
         now = self.clock()
         self._refill(now)
-        owned = sorted(self.owned_partitions())
+        current = self.owned_partitions()
+        if current is None:
+            return 0
+        owned = sorted(current)
         for partition in list(self._cursors):
             if partition not in owned:
                 del self._cursors[partition]  # not ours any more: start over if it returns
-        for key, at in list(self._asked.items()):
+        for key, (at, _) in list(self._asked.items()):
             if now - at > self.limits.resend_after_s:
                 del self._asked[key]
         if not owned:
@@ -111,29 +120,38 @@ class PollSweep:
         rows = self.items(partition, after, budget)
         self.scanned_total += len(rows)
         asked = 0
+        resume: bytes | None = after  # the cursor: every record up to it has been seen
+        held_back = False  # a due link waits for its provider's rate: resume before it
         for key, raw in rows:
             try:
                 record = lifecycle.LinkRecord.from_bytes(raw)
-            except (ValueError, KeyError, TypeError):
-                log.error("unreadable link record %r on partition %d; not polled", key[:80],
-                          partition)
-                self._cursors[partition] = key
-                continue
-            kind = due_kind(record, self.providers.get(record.connector), now)
-            if kind is not None and key not in self._asked:
+                provider = self.providers.get(record.connector)
+                kind = due_kind(record, provider, now) if provider is not None else None
+            except Exception as exc:  # one odd record must not stop the sweep
+                log.error("link record %r on partition %d not polled: %s", key[:80], partition,
+                          type(exc).__name__)
+                kind = None
+            asked_before = self._asked.get(key)
+            if kind is not None and asked_before is not None \
+                    and asked_before[1] == record.next_poll_at:
+                kind = None  # asked, and not yet done: the agent is on it
+            if kind is not None:
                 if self._tokens.get(record.connector, 0.0) < 1.0:
-                    return asked  # this provider's rate is spent: resume here next tick
-                self._tokens[record.connector] -= 1.0
-                message = TrackingMessage(kind=kind, connector=record.connector,
-                                          reference=record.reference,
-                                          link_key=record.link_key,
-                                          received_at=events.now_iso())
-                await self.send(link_reference(record.link_key).encode(),
-                                message.to_bytes(), partition)
-                self._asked[key] = now
-                asked += 1
-            self._cursors[partition] = key
-        if len(rows) < budget:
-            self._cursors[partition] = None  # the end of the partition: start over
+                    held_back = True  # other providers' links go on
+                else:
+                    self._tokens[record.connector] -= 1.0
+                    message = TrackingMessage(kind=kind, connector=record.connector,
+                                              reference=record.reference,
+                                              link_key=record.link_key,
+                                              received_at=events.now_iso())
+                    await self.send(link_reference(record.link_key).encode(),
+                                    message.to_bytes(), partition)
+                    self._asked[key] = (now, record.next_poll_at)
+                    asked += 1
+            if not held_back:
+                resume = key
+        if len(rows) < budget and not held_back:
+            resume = None  # the end of the partition: start over
+        self._cursors[partition] = resume
         return asked
 

@@ -34,7 +34,7 @@ from streams.connectors.routing import Route, Unroutable, route_existing
 from streams.faults import NO_FAULTS, Faults
 from streams.inflight import KeyedInFlight
 from streams.link_creation import CallCount, CreationResult, InDoubt, LinkCreator, RetriesExhausted
-from streams.link_tracking import LinkTracker, TrackingMessage
+from streams.link_tracking import CANCEL, LinkTracker, TrackingMessage
 from streams.ownership import Fenced, current_epoch, require_ownership
 from streams.partitioning import home_partition
 from streams.poison import CrashMarker, Stage, Verdict, isolate
@@ -60,11 +60,13 @@ class RequestProcessor:
                  faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time,
                  release: Callable[[Message], None] | None = None,
                  on_fenced: Callable[[TP, Fenced], None] | None = None,
-                 tracker: LinkTracker | None = None) -> None:
+                 tracker: LinkTracker | None = None, reports: TopicT | None = None) -> None:
         self.settings = settings
+        self.reports = reports  # payout-link-provider-reports: commands re-keyed home
         self.tracker = tracker  # a created link's life (None: requests only, in unit tests)
         self.poll_policy = PollPolicy(min_s=settings.poll_min_s, max_s=settings.poll_max_s,
-                                      reversal_watch_s=settings.reversal_watch_s)
+                                      reversal_watch_s=settings.reversal_watch_s,
+                          reversal_poll_s=settings.reversal_poll_s)
         self.links = links
         self.unresolved = unresolved if unresolved is not None else {}
         self.routed, self.created, self.failed, self.dead_letter = routed, created, failed, dead_letter
@@ -150,6 +152,8 @@ class RequestProcessor:
         once = f"{message.topic}/{message.partition}/{message.offset}"
         try:
             tracking = TrackingMessage.from_bytes(message.value)
+            if tracking.link_key is not None:
+                link_reference(tracking.link_key)  # a link key we can work with
         except Exception as exc:
             source = events.SourceRecord(
                 topic=message.topic, partition=message.partition, offset=message.offset,
@@ -162,6 +166,14 @@ class RequestProcessor:
                 self._publish, self.dead_letter, events.outcome_record_key(source.key),
                 events.dead_letter_event(source, events.Unparseable(
                     "unparseable", f"not a provider-reports record: {_describe(exc)}"))))
+            return
+        if tracking.kind == CANCEL:
+            assert tracking.link_key is not None and tracking.command is not None \
+                and tracking.source is not None
+            valid = intake.ValidCancel(dict(tracking.command), tracking.link_key,
+                                       tracking.reference)
+            await self.in_flight.submit(event, valid.reference,
+                                        partial(self._track_cancel, valid, tracking.source))
             return
         key = tracking.reference if tracking.link_key is None \
             else link_reference(tracking.link_key)
@@ -198,14 +210,27 @@ class RequestProcessor:
                     link_key_=valid.key, request_event_id=None,
                     command_event_id=valid.command.get("event_id"), connector=None,
                     payout_status=None, connector_status=None, code="processing_error",
-                    message=f"cancelling failed: {_describe(exc)}", field=None,
-                    source=source)), None)
+                    message="cancelling failed unexpectedly; whether the provider cancelled "
+                            "the link is told by its payout-link-status-changed events",
+                    field=None, source=source)), None)
 
     async def _dispatch(self, event: EventT[Any], source: events.SourceRecord, once: str,
                         result: intake.Intake | intake.CommandIntake) -> None:
         if isinstance(result, intake.ValidCancel):
             offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset,
                                             source.timestamp)
+            home = home_partition(result.key, self.settings.partitions)
+            if self.reports is not None and (source.key != result.key.encode()
+                                             or source.partition != home):
+                # Wrong or missing key: the command is carried to its link's home
+                # partition (as a request is re-keyed), else it would meet no record there.
+                forward = TrackingMessage(kind=CANCEL, connector="", reference=result.reference,
+                                          link_key=result.key, received_at=events.now_iso(),
+                                          command=result.command, source=offset)
+                await self.in_flight.submit(event, once, partial(
+                    self._send, self.reports, result.reference.encode(), forward.to_bytes(),
+                    home))
+                return
             await self.in_flight.submit(event, result.reference,
                                         partial(self._track_cancel, result, offset))
             return
@@ -369,7 +394,11 @@ class RequestProcessor:
                 return
             routing = existing
         assert isinstance(routing, Route)
-        await self._create(request, key, table_key, decision, routing, valid.call, progress)
+        # The dry run built the call for a new link's reference; a record from before
+        # references carried the key's hash keeps its own, and every call about that
+        # link uses it (a create under another reference could be a second link).
+        call = valid.call if valid.reference == decision.record.reference else None
+        await self._create(request, key, table_key, decision, routing, call, progress)
 
     async def _create(self, request: Mapping[str, Any], key: str, table_key: str,
                       decision: lifecycle.StartCreation, routing: Route,

@@ -17,9 +17,9 @@ from streams.polls import PollSweep, SweepLimits
 SWEEP_INTERVAL_S = 1.0
 
 
-def _owned_partitions() -> Iterable[int]:
+def _owned_partitions() -> Iterable[int] | None:
     if app.rebalancing:  # tables recovering: read nothing until they know every record
-        return ()
+        return None
     topic = links.changelog_topic.get_topic_name()
     return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
 

@@ -46,15 +46,16 @@ class ProviderGuard:
                                                     default_ttl=open_seconds)
 
     async def call(self, send: Callable[[], Awaitable[T]],
-                   circuit: str | None = None) -> T | Transient:
-        """``send`` under the rate limit and the breaker of ``circuit`` (default: the
-        connector's own; :meth:`~streams.connectors.provider.Provider.circuit`)."""
+                   circuit: str | None = None, *, limited: bool = True) -> T | Transient:
+        """``send`` under the rate limit (unless ``limited`` is off) and the breaker of
+        ``circuit`` (default: the connector's own;
+        :meth:`~streams.connectors.provider.Provider.circuit`)."""
         fenced: Fenced | None = None
         circuit = circuit or self.connector
         try:
             async with await self._breakers.get_breaker(circuit):
                 try:
-                    if self._limiter is not None:
+                    if self._limiter is not None and limited:
                         async with self._limiter:
                             answer = await send()
                     else:

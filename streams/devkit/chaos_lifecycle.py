@@ -184,7 +184,7 @@ async def run_lifecycle_phase(cfg: LifecycleChaos, broker: Broker, fleet: Simula
     rng = random.Random(cfg.seed)
     await create_topics(broker.bootstrap_servers, cfg.partitions)
     env = {**worker_env(fleet), "PAYOUT_POLL_MIN_S": "2", "PAYOUT_POLL_MAX_S": "8",
-           "PAYOUT_POLL_RATE_PER_S": "200"}
+           "PAYOUT_REVERSAL_POLL_S": "8", "PAYOUT_POLL_RATE_PER_S": "200"}
     workers = [WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url="",
                              data_dir=workdir / f"life-worker-{i}",
                              log_path=workdir / f"life-worker-{i}.log",

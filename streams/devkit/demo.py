@@ -233,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         worker = WorkerProcess(bootstrap=bootstrap, provider_url="",
                                data_dir=workdir / "worker", log_path=workdir / "worker.log",
                                partitions=args.partitions, app_id=f"payout-links-demo-{run}",
-                               extra_env={**fleet.worker_env(), **demo_worker_env()})
+                               extra_env={**fleet.worker_env(), **demo_worker_env(),
+                                          # a demo's minutes, not production's hours
+                                          "PAYOUT_POLL_MIN_S": "2", "PAYOUT_POLL_MAX_S": "10",
+                                          "PAYOUT_REVERSAL_POLL_S": "10"})
         stack.callback(worker.stop)
         print("starting the worker…", flush=True)
         worker.start()

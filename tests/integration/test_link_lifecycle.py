@@ -50,6 +50,7 @@ def life_worker(broker: Broker, fleet: SimulatorFleet,
         extra_env={**fleet.worker_env(), **demo_worker_env(),
                    # Dropped webhooks are caught by polls: short cadences for the test.
                    "PAYOUT_POLL_MIN_S": "1", "PAYOUT_POLL_MAX_S": "3",
+                   "PAYOUT_REVERSAL_POLL_S": "3",
                    "PAYOUT_POLL_RATE_PER_S": "200"})
     try:
         worker.start()

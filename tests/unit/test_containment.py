@@ -414,3 +414,61 @@ async def test_nothing_is_decided_from_a_table_that_could_not_be_recovered() -> 
     await feed(p, record_for(valid(1)))
     assert settler.calls == [] and dict(links) == {} and dict(unresolved) == {}
     assert all(t.sent == [] for t in topics.values())
+
+
+# --- links created before references carried the link key's hash -------------------------
+
+
+class RecordingSettler(FakeSettler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, Any]] = []
+
+    async def create_link(self, request: Any, reference: str, account: Any, *,
+                          lookup_first: bool, prepared: Any = None,
+                          progress: CallCount | None = None) -> tuple[Any, int]:
+        self.seen.append((reference, prepared))
+        return await super().create_link(request, reference, account, lookup_first=lookup_first,
+                                         prepared=prepared, progress=progress)
+
+
+async def test_a_legacy_link_in_doubt_is_looked_up_and_created_under_its_own_reference() -> None:
+    """Review finding: the dry run builds the create for a new link's pl2_ reference; a
+    link whose record (written before) names a pl_ reference must be looked up and, if
+    absent, created under that one, never under another (a second link)."""
+    from streams.connectors.base import legacy_link_reference
+
+    settler = RecordingSettler()
+    p, topics, links, _ = build(settler)
+    request = valid(1)
+    key = key_of(request).decode()
+    legacy = legacy_link_reference(key)
+    links[key] = lifecycle.LinkRecord(
+        link_key=key, status=lifecycle.LinkStatus.CREATING,
+        fingerprint=events.request_fingerprint(request), connector="razorpay",
+        reference=legacy, source=lifecycle.SourceOffset(REQUESTED, 0, 0)).to_bytes()
+    await feed(p, record_for(request, 1))
+    assert settler.seen == [(legacy, None)]  # its own reference; the call built for it
+    [(_, created)] = topics["created"].sent
+    assert created["reference"] == legacy
+    assert link_reference(key) not in links  # kept under its link key
+    assert lifecycle.LinkRecord.from_bytes(links[key]).status is lifecycle.LinkStatus.CREATED
+
+
+async def test_a_cancel_on_the_wrong_partition_is_carried_to_its_links_home() -> None:
+    p, topics, _, _ = build()
+    reports = FakeTopic()
+    p.reports = reports  # type: ignore[assignment]
+    command = {"event_id": "c1", "event_type": "payout-link-cancel-requested",
+               "merchant_id": "m_demo", "merchant_payout_id": "c-0000001"}
+    key = "m_demo:c-0000001"
+    home = home_partition(key, PARTITIONS)
+    wrong = FakeEvent(FakeMessage("payout-link-cancel-requested", (home + 1) % PARTITIONS, 3,
+                                  None, orjson.dumps(command), timestamp=1_795_348_607.0), [])
+    await feed(p, wrong)
+    [(forward_key, forward)] = reports.sent
+    assert forward_key == link_reference(key).encode()
+    assert forward["kind"] == "cancel" and forward["link_key"] == key
+    assert forward["command"] == command
+    assert forward["source"][:3] == ["payout-link-cancel-requested", (home + 1) % PARTITIONS, 3]
+    assert wrong.acked == [3]

@@ -198,7 +198,9 @@ def test_a_paid_out_link_is_watched_for_reversals_for_a_while() -> None:
     state = replace(created_record("razorpay", ("issued", 0)).state,  # type: ignore[type-var]
                     reversible=True, changed_at="2026-12-07T10:00:00Z")
     paid_at = 1_796_637_600.0  # 2026-12-07T10:00:00Z
-    assert next_poll_at(paid_at + 60, paid_at, state, POLICY, lambda: 0.0) == paid_at + 960
+    # Polled rarely (the webhook tells a reversal; the poll is for a lost one).
+    assert next_poll_at(paid_at + 60, paid_at, state, POLICY, lambda: 0.0) == \
+        paid_at + 60 + POLICY.reversal_poll_s
     assert next_poll_at(paid_at + 86401, paid_at, state, POLICY, lambda: 0.0) is None
 
 
@@ -210,6 +212,9 @@ class Table(dict):  # type: ignore[type-arg]
 
     def find(self, link_key: str) -> tuple[str, bytes | None]:
         return lifecycle.find_record(self.get, link_key)
+
+    async def put_durably(self, key: str, value: bytes) -> None:
+        self[key] = value
 
 
 class FakeClient:
@@ -305,6 +310,41 @@ async def test_a_change_stored_but_not_told_is_told_again_byte_for_byte() -> Non
     assert lifecycle.LinkRecord.from_bytes(table[key]).status_event_published
 
 
+async def test_a_webhook_naming_another_payout_id_changes_nothing() -> None:
+    t, table, sender, _ = tracker()
+    record = created_record("razorpay", ("issued", 0))
+    plant(table, record)
+    report = replace(webhook(record, "processed", 1), report=StatusReport(
+        "processed", 1, connector_payout_id="poutlk_not_ours"))
+    await t.on_message(report)
+    assert sender.sent == [] and t.counts == {"payout_id_mismatch": 1}
+
+
+async def test_nothing_is_applied_from_a_table_that_could_not_be_recovered() -> None:
+    from streams.ownership import Fenced
+
+    t, table, sender, _ = tracker()
+    record = created_record("razorpay", ("issued", 0))
+    plant(table, record)
+    table.unrecovered = ValueError("a changelog record that does not decode")  # type: ignore[assignment]
+    with pytest.raises(Fenced):
+        await t.on_message(webhook(record, "processed", 1))
+    assert sender.sent == []
+
+
+def test_a_record_without_a_known_status_keeps_its_schedule_and_answers() -> None:
+    record = replace(created_record("razorpay", ("issued", 0)), state=None, next_poll_at=None)
+    assert due_kind(record, PROVIDERS["razorpay"], NOW) == POLL  # never scheduled: ask
+    kept = lifecycle.answered(lifecycle.polled(record, NOW + 60), "c1", {"event_id": "e"})
+    again = lifecycle.LinkRecord.from_bytes(kept.to_bytes())
+    assert again.next_poll_at == NOW + 60 and lifecycle.answer_to(again, "c1") == {"event_id": "e"}
+    many = kept
+    for n in range(20):
+        many = lifecycle.answered(many, f"c{n + 2}", {"event_id": str(n)})
+    assert lifecycle.answer_to(many, "c21") == {"event_id": "19"}
+    assert lifecycle.answer_to(many, "c1") is None  # only the last few are kept
+
+
 async def test_another_merchants_webhook_or_an_unknown_reference_changes_nothing() -> None:
     t, table, sender, _ = tracker()
     record = created_record("razorpay", ("issued", 0))
@@ -316,7 +356,7 @@ async def test_another_merchants_webhook_or_an_unknown_reference_changes_nothing
 
 async def test_a_poll_applies_what_the_provider_says_and_reschedules() -> None:
     t, table, sender, creator = tracker()
-    record = created_record("razorpay", ("issued", 0))
+    record = replace(created_record("razorpay", ("issued", 0)), next_poll_at=NOW - 1)
     key = plant(table, record)
     creator.client.status_answers = [Unknown("timeout"), StatusReport("processed", 1)]
     poll = TrackingMessage(kind=POLL, connector="razorpay", reference=record.reference,
@@ -324,6 +364,9 @@ async def test_a_poll_applies_what_the_provider_says_and_reschedules() -> None:
     await t.on_message(poll)
     # An old link (created weeks before NOW): polled at the longest interval.
     assert sender.sent == [] and lifecycle.LinkRecord.from_bytes(table[key]).next_poll_at == NOW + 900
+    await t.on_message(poll)  # asked again before it is due (a lagging agent): not polled
+    assert creator.client.calls == ["status"] and t.counts["not_due"] == 1
+    table[key] = lifecycle.polled(lifecycle.LinkRecord.from_bytes(table[key]), NOW - 1).to_bytes()
     await t.on_message(poll)
     [(_, _, value)] = sender.sent
     assert orjson.loads(value)["payout_status"] == "SUCCESS"
@@ -484,6 +527,57 @@ async def test_the_sweep_is_rate_bound_per_provider_and_resumes_where_it_stopped
     assert await sweep.run_once() == 10
 
 
+async def test_a_link_polled_since_it_was_asked_about_is_asked_again_when_due() -> None:
+    """Found by the lifecycle integration test: a link was not asked about again for
+    resend_after_s (120 s) after its poll, so a webhook dropped after that poll was
+    caught only minutes later."""
+    r = replace(created_record("razorpay", ("issued", 0)), next_poll_at=NOW - 1)
+    rows = [(r.reference.encode(), r.to_bytes())]
+    sent: list[bytes] = []
+
+    def items(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        return [row for row in rows if after is None or row[0] > after][:limit]
+
+    async def send(key: bytes, value: bytes, partition: int) -> None:
+        sent.append(key)
+
+    clock = [NOW]
+    sweep = PollSweep(items=items, owned_partitions=lambda: [0], send=send, providers=PROVIDERS,
+                      clock=lambda: clock[0])
+    assert await sweep.run_once() == 1
+    clock[0] += 2
+    assert await sweep.run_once() == 0  # asked, not done yet: not asked twice
+    rows[0] = (rows[0][0], lifecycle.polled(r, NOW + 1).to_bytes())  # polled: next in 1 s
+    assert await sweep.run_once() == 1  # due again (NOW + 2 > NOW + 1), and asked at once
+
+
+async def test_a_spent_provider_holds_back_only_its_own_links_and_rebalances_keep_the_cursor(
+        ) -> None:
+    rows = []
+    for i, connector in enumerate(["razorpay"] * 5 + ["cashfree"] * 5):
+        r = created_record(connector, ("issued", 0) if connector == "razorpay" else ("ACTIVE", 0))
+        key = f"m_{i}:p{i:03d}"
+        r = replace(r, link_key=key, reference=f"k{i:03d}", next_poll_at=NOW - 1)
+        rows.append((r.reference.encode(), r.to_bytes()))
+    sent: list[str] = []
+    rebalancing = [False]
+
+    def items(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        return [row for row in rows if after is None or row[0] > after][:limit]
+
+    async def send(key: bytes, value: bytes, partition: int) -> None:
+        sent.append(TrackingMessage.from_bytes(value).connector)
+
+    sweep = PollSweep(items=items, owned_partitions=lambda: None if rebalancing[0] else [0],
+                      send=send, providers=PROVIDERS,
+                      limits=SweepLimits(scan_per_tick=100, rate_per_s=2), clock=lambda: NOW)
+    await sweep.run_once()
+    assert sent == ["razorpay", "razorpay", "cashfree", "cashfree"]  # both go on
+    rebalancing[0] = True
+    assert await sweep.run_once() == 0
+    assert sweep._cursors == {0: rows[1][0]}  # kept: resumes before the held-back link
+
+
 # --- receiving a webhook ----------------------------------------------------------------
 
 
@@ -577,3 +671,29 @@ async def test_a_webhook_kafka_does_not_take_in_time_is_answered_503() -> None:
     finally:
         webhooks_module.WRITE_TIMEOUT_S = original
     assert answer.status == 503
+
+
+async def test_failing_status_reads_never_open_the_creates_circuit() -> None:
+    """Review finding: polls shared the creates' breaker, so a status endpoint answering
+    5xx refused new links (then retries_exhausted)."""
+    from streams.connectors.base import LinkCreated
+    from streams.connectors.guard import ProviderGuard
+    from streams.link_creation import LinkCreator
+
+    guard = ProviderGuard("razorpay", rate_per_s=0, failure_threshold=2, open_seconds=60)
+    creator = LinkCreator(PROVIDERS["razorpay"], FakeClient(), guard=guard)  # type: ignore[arg-type]
+
+    async def failing() -> Any:
+        return Unknown("provider_unavailable", 503)
+
+    from streams.connectors.base import Transient
+
+    answers = [await creator.guarded(failing, None) for _ in range(4)]
+    assert [type(a) for a in answers[:2]] == [Unknown, Unknown]
+    assert isinstance(answers[3], Transient)  # its own circuit opened: refused before sending
+    assert answers[3].reason == "circuit_open:razorpay:after-creation"
+
+    async def create() -> Any:
+        return LinkCreated("poutlk_1", None, "issued", "REQUIRES_PAYOUT_METHOD_DATA", None)
+
+    assert isinstance(await guard.call(create, "razorpay"), LinkCreated)  # creates go on
