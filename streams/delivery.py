@@ -291,9 +291,17 @@ class DeliveryGuard:
             cursor.since = now
             return
         first = await self._probe.first_offset(tp, cursor.next_offset, end)
-        if first is None or first >= end or self._cursors.get(tp) is not cursor:
-            cursor.since = now  # only markers past the cursor, or the broker can't say
+        if self._cursors.get(tp) is not cursor:
             return
+        if first is not None and first >= end:
+            cursor.since = now  # only markers past the cursor: nothing to fetch
+            return
+        if first is None:
+            # The probe could not say within its timeout (a busy broker, or the probe's
+            # fetch not yet served). Waiting for a better answer left a taken-over
+            # partition unfetched for good in the two-worker chaos test; fetching again
+            # from the cursor is always safe: nothing past it was handed over.
+            first = cursor.next_offset
         log.warning("%s/%s: offsets from %d up to %d were never fetched for this owner; "
                     "resuming the partition and fetching them", tp.topic, tp.partition,
                     first, end)

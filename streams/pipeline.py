@@ -23,7 +23,7 @@ from typing import Any
 from faust.types import TP
 from mode import Service
 
-from streams import ownership
+from streams import awaits, ownership
 from streams.app import (
     app,
     cancel_failed_topic,
@@ -140,6 +140,7 @@ class RequestPipeline(Service):
         self._fenced_partitions: set[TP] = set()
 
     async def on_start(self) -> None:
+        awaits.install(asyncio.get_running_loop())
         self.lease = build_lease()
         if self.lease is not None:
             ownership.install(self.lease)

@@ -124,6 +124,8 @@ async def follow_links(bootstrap: str, fleet: SimulatorFleet, worker: WorkerProc
           f"({', '.join(f'{n} by {k}' for k, n in sorted(result.by_source.items()))}) "
           f"in {time.monotonic() - started:.1f}s")
     print(f"{result.line()}", flush=True)
+    for key, ours, theirs in result.drift[:10]:
+        print(f"  drift: {key}: last told {ours}, the provider's {theirs}")
     return 0 if result.ok else 1
 
 

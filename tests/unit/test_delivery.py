@@ -245,6 +245,28 @@ async def test_a_taken_over_partition_that_never_delivers_is_fetched_again() -> 
     assert (other, 40) in consumer.sought and other in consumer.resumed
 
 
+async def test_a_partition_never_fetched_is_fetched_again_when_the_probe_cannot_say() -> None:
+    """Found by the two-worker chaos test: after a take-over and a restart the new
+    owner's fetcher never served four partitions, the gap probe answered nothing within
+    its timeout, and the watchdog took that as "nothing to fetch": 391 requests without
+    an outcome. Fetching again from the cursor is safe whatever lies past it."""
+    other = TP("payout-link-requested", 5)
+
+    class Silent(FakeProbe):
+        async def first_offset(self, tp, start, end):  # type: ignore[no-untyped-def]
+            return None
+
+    consumer = FakeConsumer(committed={other: 40}, positions={other: 40},
+                            extra_assigned={other}, ends={other: 52})
+    now = [100.0]
+    guard = DeliveryGuard(consumer, ["payout-link-requested"],  # type: ignore[arg-type]
+                          Silent(set()), stall_after_s=5.0, clock=lambda: now[0])
+    await guard.watch()
+    now[0] += 6.0
+    await guard.watch()
+    assert (other, 40) in consumer.sought and other in consumer.resumed
+
+
 async def test_an_idle_partition_with_nothing_past_its_cursor_is_left_alone() -> None:
     other = TP("payout-link-requested", 5)
     consumer = FakeConsumer(committed={other: 40}, positions={other: 40},

@@ -551,8 +551,10 @@ async def test_a_link_polled_since_it_was_asked_about_is_asked_again_when_due() 
     assert await sweep.run_once() == 1  # due again (NOW + 2 > NOW + 1), and asked at once
 
 
-async def test_a_spent_provider_holds_back_only_its_own_links_and_rebalances_keep_the_cursor(
-        ) -> None:
+async def test_the_sweep_gives_every_link_its_turn_and_a_rebalance_keeps_its_place() -> None:
+    """A spent provider's links wait for the next pass, other providers' go on, and the
+    cursor always moves on (restarting from the first due links each tick starved the
+    rest: the demo's Prism links were never polled)."""
     rows = []
     for i, connector in enumerate(["razorpay"] * 5 + ["cashfree"] * 5):
         r = created_record(connector, ("issued", 0) if connector == "razorpay" else ("ACTIVE", 0))
@@ -561,21 +563,27 @@ async def test_a_spent_provider_holds_back_only_its_own_links_and_rebalances_kee
         rows.append((r.reference.encode(), r.to_bytes()))
     sent: list[str] = []
     rebalancing = [False]
+    clock = [NOW]
 
     def items(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
         return [row for row in rows if after is None or row[0] > after][:limit]
 
     async def send(key: bytes, value: bytes, partition: int) -> None:
-        sent.append(TrackingMessage.from_bytes(value).connector)
+        sent.append(TrackingMessage.from_bytes(value).reference)
 
     sweep = PollSweep(items=items, owned_partitions=lambda: None if rebalancing[0] else [0],
                       send=send, providers=PROVIDERS,
-                      limits=SweepLimits(scan_per_tick=100, rate_per_s=2), clock=lambda: NOW)
-    await sweep.run_once()
-    assert sent == ["razorpay", "razorpay", "cashfree", "cashfree"]  # both go on
+                      limits=SweepLimits(scan_per_tick=4, rate_per_s=2), clock=lambda: clock[0])
+    assert await sweep.run_once() == 2  # k000, k001: razorpay's rate for the second
     rebalancing[0] = True
-    assert await sweep.run_once() == 0
-    assert sweep._cursors == {0: rows[1][0]}  # kept: resumes before the held-back link
+    assert await sweep.run_once() == 0 and sweep._cursors == {0: b"k003"}  # kept its place
+    rebalancing[0] = False
+    assert await sweep.run_once() == 2  # k004 waits (razorpay spent); cashfree goes on
+    assert sent == ["k000", "k001", "k005", "k006"]
+    for _ in range(6):
+        clock[0] += 1
+        await sweep.run_once()
+    assert set(sent) == {f"k{i:03d}" for i in range(10)}  # every link had its turn
 
 
 # --- receiving a webhook ----------------------------------------------------------------
