@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,20 @@ def await_chain(task: asyncio.Task[Any] | Any) -> list[str]:
     return chain
 
 
+_reporters: list[Callable[[], list[str]]] = []
+
+
+def add_reporter(reporter: Callable[[], list[str]]) -> None:
+    """Also log ``reporter()``'s lines on SIGUSR2 (e.g. the delivery guard's cursors)."""
+    _reporters.append(reporter)
+
+
 def log_awaits() -> None:
+    for reporter in _reporters:
+        try:
+            log.warning("state:\n  %s", "\n  ".join(reporter()))
+        except Exception as exc:  # a diagnostic must never hurt the worker
+            log.warning("state reporter %r failed: %r", reporter, exc)
     for task in asyncio.all_tasks():
         log.warning("task %s awaits:\n  %s", task.get_name(), "\n  ".join(await_chain(task)))
     # Faust's agents run as actors wrapping the agent's coroutine (``Actor.it``), which

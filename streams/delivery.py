@@ -157,7 +157,8 @@ class DeliveryGuard:
     """Admits each request record exactly once per ownership, in offset order."""
 
     def __init__(self, consumer: ConsumerT, topics: Iterable[str], probe: GapProbe,
-                 *, stall_after_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 *, stall_after_s: float = 5.0, lost_after_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  injected_loss: InjectedLoss | None = None,
                  settled: Callable[[], bool] = lambda: True) -> None:
         self._consumer = consumer
@@ -169,6 +170,10 @@ class DeliveryGuard:
         self._probe = probe
         self._cursors: dict[TP, PartitionCursor] = {}
         self._stall_after_s = stall_after_s
+        # A partition whose fetch position is past its cursor but that handed nothing
+        # over for this long is suspected even while other partitions keep the agent
+        # busy: fetched records wait behind other partitions' for seconds, not this.
+        self._lost_after_s = 6 * stall_after_s if lost_after_s is None else lost_after_s
         self._clock = clock
         self._last_admitted_at = clock()
         self._injected_loss = injected_loss or InjectedLoss()
@@ -266,18 +271,40 @@ class DeliveryGuard:
                 # while the broker holds records is stuck (a take-over under load).
                 await self._restart_unfetched(tp, cursor, now)
                 continue
-            if not starving:
-                continue  # fetched but not yet handed over: maybe queued behind others
+            # Fetched but not yet handed over: maybe queued behind other partitions'
+            # records while the agent is busy, so suspected only once the agent starves
+            # or this partition alone has been silent for far longer (measured: the
+            # two-worker chaos test's survivor handled a steady flow of provider
+            # reports while four taken-over request partitions never moved).
+            if not starving and now - cursor.since < self._lost_after_s:
+                continue
             if self._cursors.get(tp) is not cursor:
                 continue
             first = await self._probe.first_offset(tp, cursor.next_offset, position)
-            if first is not None and first < position:
-                log.warning("%s/%s: fetched up to %d but offsets from %d never reached the "
-                            "agent; fetching them again", tp.topic, tp.partition, position,
-                            cursor.next_offset)
-                await self._seek(tp, cursor, first)
-            else:
-                cursor.since = now
+            if self._cursors.get(tp) is not cursor:
+                continue
+            if first is not None and first >= position:
+                cursor.since = now  # only markers between the cursor and the position
+                continue
+            # The probe could not say (None): fetching again from the cursor is safe.
+            target = cursor.next_offset if first is None else first
+            log.warning("%s/%s: fetched up to %d but offsets from %d never reached the "
+                        "agent; fetching them again", tp.topic, tp.partition, position,
+                        target)
+            await self._seek(tp, cursor, target)
+
+    def describe(self) -> list[str]:
+        """Each watched partition's cursor, for a stuck worker's SIGUSR2 dump."""
+        now, assigned = self._clock(), self._consumer.assignment()
+        lines = [f"agent last admitted {now - self._last_admitted_at:.1f}s ago; "
+                 f"settled={self.settled()}; held={sorted(map(tuple, self._held))}"]
+        for tp, cursor in sorted(self._cursors.items()):
+            lines.append(f"{tp.topic}/{tp.partition}: next {cursor.next_offset}, "
+                         f"{'seeking' if cursor.seeking else 'handing over'} since "
+                         f"{now - cursor.since:.1f}s, assigned={tp in assigned}")
+        for tp in sorted(self._owned() - self._cursors.keys()):
+            lines.append(f"{tp.topic}/{tp.partition}: owned, no cursor yet")
+        return lines
 
     def _owned(self) -> set[TP]:
         return {tp for tp in self._consumer.assignment() if tp.topic in self._topics}

@@ -159,6 +159,7 @@ class RequestPipeline(Service):
         self.delivery = DeliveryGuard(app.consumer, REQUEST_TOPICS, self._probe,
                                       injected_loss=InjectedLoss(settings.fault_lose_deliveries),
                                       settled=lambda: not app.rebalancing)
+        awaits.add_reporter(self.delivery.describe)
         # Faust calls it as (app, revoked, signal=...); the stub wants a *args receiver.
         app.on_partitions_revoked.connect(self._ownership_changed)  # type: ignore[arg-type]
         app.track_in_flight(self.processor.in_flight)  # a stop drains or abandons it

@@ -191,6 +191,50 @@ async def test_a_lost_tail_is_found_when_the_agent_starves() -> None:
     assert consumer.sought == [(REQ, 11), (REQ, 11)]
 
 
+async def test_a_fetched_partition_silent_for_long_is_fetched_again_while_others_keep_the_agent_busy(
+) -> None:
+    """Measured in the two-worker chaos test: the survivor handled a steady flow of
+    provider reports, so it never starved, while four taken-over request partitions,
+    fetched past their cursors, never handed a record over."""
+    clock, consumer, g = await handed_over_10(position=15)
+    busy = TP("payout-link-requested", 6)
+    consumer.committed[busy] = 0
+    for second in range(1, 40):
+        clock.now = float(second)
+        assert await g.admit(event(second - 1, busy))  # the agent is never starving
+        await g.watch()
+        if second < 30:
+            assert consumer.sought == [], second  # maybe queued behind the busy one
+        elif second == 30:
+            assert consumer.sought == [(REQ, 11)]
+    assert set(consumer.sought) == {(REQ, 11)}  # sought again while the seek is not served
+
+
+class Unsure:
+    """A probe whose fetch never answers within its timeout."""
+
+    async def first_offset(self, tp, start, end):
+        return None
+
+
+async def test_a_fetched_partition_is_fetched_again_when_the_probe_cannot_say() -> None:
+    clock = Clock()
+    consumer = FakeConsumer(committed={REQ: 10}, positions={REQ: 15})
+    g = guard(consumer, Unsure(), clock)
+    assert await g.admit(event(10))
+    clock.now = 6.0  # starving
+    await g.watch()
+    assert consumer.sought == [(REQ, 11)]
+
+
+def test_the_sigusr2_dump_describes_every_cursor() -> None:
+    consumer = FakeConsumer(committed={REQ: 10})
+    g = guard(consumer, FakeProbe(set()))
+    g._cursors[REQ] = PartitionCursor(12, seeking=True)
+    lines = g.describe()
+    assert any("payout-link-requested/2: next 12, seeking" in line for line in lines), lines
+
+
 async def test_a_caught_up_partition_is_not_sought() -> None:
     clock, consumer, g = await handed_over_10(position=11)
     clock.now = 60.0
