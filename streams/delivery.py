@@ -173,7 +173,7 @@ class DeliveryGuard:
         # A partition whose fetch position is past its cursor but that handed nothing
         # over for this long is suspected even while other partitions keep the agent
         # busy: fetched records wait behind other partitions' for seconds, not this.
-        self._lost_after_s = 6 * stall_after_s if lost_after_s is None else lost_after_s
+        self._lost_after_s = 4 * stall_after_s if lost_after_s is None else lost_after_s
         self._clock = clock
         self._last_admitted_at = clock()
         self._injected_loss = injected_loss or InjectedLoss()
