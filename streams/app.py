@@ -1,7 +1,6 @@
 """The Faust application: every topic and the table, declared in one place."""
 from __future__ import annotations
 
-import os
 from typing import Any, cast
 
 import faust
@@ -15,6 +14,7 @@ from streams.faust_internals import GuardedChangelogTable, RecoverableTable
 from streams.partitioning import kafka_default_partitioner
 from streams.preflight import compression_type
 from streams.shutdown import BoundedShutdownApp, PayoutWorker, ShutdownBounds
+from streams.web.errors import json_errors
 
 
 class LeanMonitor(Monitor):
@@ -58,7 +58,8 @@ class LeanMonitor(Monitor):
 settings: Settings = load_settings()
 # How long a stop may take (streams.shutdown): PAYOUT_SHUTDOWN_DRAIN_S for in-flight
 # provider calls, PAYOUT_SHUTDOWN_TIMEOUT_S from SIGTERM or a fatal error to exit.
-shutdown_bounds = ShutdownBounds.from_env(os.environ)
+shutdown_bounds = ShutdownBounds(drain_s=settings.shutdown_drain_s,
+                                 timeout_s=settings.shutdown_timeout_s)
 
 app = BoundedShutdownApp(
     settings.app_id,
@@ -69,7 +70,9 @@ app = BoundedShutdownApp(
     store="rocksdb://",
     datadir=str(settings.data_dir),
     topic_partitions=settings.partitions,
-    topic_replication_factor=1,
+    # Every topic is created before Faust would, with min.insync.replicas too, and
+    # existing ones checked (streams.topology); this is what Faust would create with.
+    topic_replication_factor=settings.replication_factor,
     table_standby_replicas=settings.table_standby_replicas,
     producer_acks=-1,
     consumer_auto_offset_reset="earliest",
@@ -88,7 +91,12 @@ app = BoundedShutdownApp(
     # Kafka's default partitioner, each link key hashed once (streams.partitioning).
     producer_partitioner=kafka_default_partitioner,
     web_port=settings.web_port,
+    # JSON for every error answer: unknown paths, wrong methods, views that raised.
+    web_application_options={"middlewares": [json_errors]},
     web_host=settings.web_host,
+    # Where the other workers reach this one: a link lookup asked of a worker that does
+    # not own the link is forwarded to its owner (streams.web.links).
+    canonical_url=settings.advertised_url,
     # Faust's own JSON codec is never used: values are bytes, (de)coded by streams.events.
     key_serializer="raw",
     value_serializer="raw",

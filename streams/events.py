@@ -572,6 +572,26 @@ def encode(event: Mapping[str, Any]) -> bytes:
     return orjson.dumps(event)
 
 
+# CloudEvents 1.0, Kafka protocol binding, binary mode: the attributes travel as
+# ``ce_``-prefixed headers and the value stays the event's JSON (schemas unchanged), so
+# generic consumers and routers can filter by type and subject without parsing it.
+CE_SOURCE = b"urn:payout-links:stream-processor"
+CE_JSON = b"application/json"
+
+
+def cloudevent_headers(event: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    headers = [("ce_specversion", b"1.0"),
+               ("ce_id", str(event["event_id"]).encode()),
+               ("ce_type", str(event["event_type"]).encode()),
+               ("ce_source", CE_SOURCE),
+               ("ce_time", str(event["occurred_at"]).encode()),
+               ("content-type", CE_JSON)]
+    subject = event.get("link_key")
+    if isinstance(subject, str):  # the link (merchant and its payout id), never PII
+        headers.append(("ce_subject", subject.encode()))
+    return headers
+
+
 # --- after creation -----------------------------------------------------------------
 
 

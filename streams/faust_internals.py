@@ -499,6 +499,25 @@ class HookableWorker(faust.Worker):
 # --- the startup check -----------------------------------------------------------------
 
 
+def agent_running(agent: Any) -> bool:
+    """Whether the agent has actors and each one's task still runs (``/health/live``).
+
+    Faust keeps an agent's actors only in the private ``Agent._actors``; the public
+    ``actor_tracebacks()`` says where they are, not whether they died. An agent whose
+    actor crashed past its supervisor's restarts reads nothing again: a worker in that
+    state must not report itself live. Breaks if the attribute is renamed
+    (``missing_internals`` names it at startup).
+    """
+    actors = list(getattr(agent, "_actors", ()))
+    if not actors:
+        return False
+    for actor in actors:
+        task = getattr(actor, "actor_task", None)
+        if task is None or task.done() or getattr(actor, "crashed", False):
+            return False
+    return True
+
+
 def active_partition_items(table: Any, partition: int, after: bytes | None,
                            limit: int) -> list[tuple[bytes, bytes]]:
     """Up to ``limit`` records of one table partition in key order, after key ``after``.
@@ -583,6 +602,7 @@ REACHES: tuple[Reach, ...] = (
           "set_changelog_buffer_limit", "instance"),
     Reach("faust.transport.producer:ProducerBuffer", "max_messages",
           "set_changelog_buffer_limit"),
+    Reach("faust.agents.agent:Agent", "_actors", "agent_running", "instance"),
     Reach("faust:App", "_consumer_wait_empty", "HookableApp"),
     Reach("faust:App", "_new_consumer", "HookableApp"),
     Reach("faust:Worker", "_on_sigterm", "HookableWorker"),

@@ -175,6 +175,11 @@ class KeyedInFlight:
         self._by_partition.setdefault(tp, set()).add(task)
         task.add_done_callback(lambda t: self._finished(t, key, slot))
 
+    @property
+    def running(self) -> int:
+        """Pieces of work started and not yet finished (for /metrics)."""
+        return len(self._running)
+
     def close(self) -> None:
         """Stopping: start no new work (what runs may finish, see :meth:`drained`)."""
         self._closed = True

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from faust.types import TopicT
 
-from streams import events, lifecycle
+from streams import events, lifecycle, metrics
 from streams.config import Settings
 from streams.connectors.base import (
     Cancelled,
@@ -133,7 +133,7 @@ class LinkTracker:
 
     def __init__(self, *, settings: Settings, links: Any, status_changed: TopicT,
                  cancel_failed: TopicT, creators: Mapping[str, LinkCreator],
-                 send: Callable[[TopicT, bytes | None, bytes | None, int | None], Awaitable[None]],
+                 send: Callable[..., Awaitable[None]],
                  policy: PollPolicy | None = None, clock: Callable[[], float] = time.time,
                  rand: Callable[[], float] = random.random,
                  cancel_retry: CancelRetry = CancelRetry()) -> None:
@@ -373,7 +373,7 @@ class LinkTracker:
                 source=source)
             if current is not None and command_id is not None:
                 await self._store(table_key, lifecycle.answered(current, command_id, failure))
-            await self._send(self.cancel_failed, link_key.encode(), events.encode(failure), None)
+            await self._emit(self.cancel_failed, link_key, failure)
 
         if record is None:
             await refuse("link_not_found", f"no link exists for {link_key}", None)
@@ -384,7 +384,7 @@ class LinkTracker:
             self._count("cancel_answered_again")
             topic = self.status_changed if answer.get("event_type") == events.STATUS_CHANGED \
                 else self.cancel_failed
-            await self._send(topic, link_key.encode(), events.encode(answer), None)
+            await self._emit(topic, link_key, answer)
             return
         if record.status is not lifecycle.LinkStatus.CREATED:
             await refuse("not_cancellable", f"the link is {record.status.value}: only a "
@@ -451,7 +451,13 @@ class LinkTracker:
                                        f"{_describe(answer)}", after
 
     async def _publish(self, link_key: str, event: Mapping[str, Any]) -> None:
-        await self._send(self.status_changed, link_key.encode(), events.encode(event), None)
+        await self._emit(self.status_changed, link_key, event)
+
+    async def _emit(self, topic: Any, link_key: str, event: Mapping[str, Any]) -> None:
+        """As every emitted event: JSON value, CloudEvents headers, counted."""
+        await self._send(topic, link_key.encode(), events.encode(event), None,
+                         headers=events.cloudevent_headers(event))
+        metrics.outcome_published(event)
 
 
 def _describe(answer: Any) -> str:

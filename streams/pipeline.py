@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from faust.types import TP
 from mode import Service
 
-from streams import awaits, ownership
+from streams import awaits, health, metrics, ownership
 from streams.app import (
     app,
     cancel_failed_topic,
@@ -43,6 +44,7 @@ from streams.connectors.registry import PROVIDERS
 from streams.delivery import BrokerGapProbe, DeliveryGuard, InjectedLoss, every
 from streams.faults import Faults
 from streams.faust_internals import (
+    agent_running,
     on_coordinator_round_trip,
     release_unacked,
     set_changelog_buffer_limit,
@@ -138,6 +140,7 @@ class RequestPipeline(Service):
         self._probe: BrokerGapProbe | None = None
         self.lease: OwnershipLease | None = None
         self._fenced_partitions: set[TP] = set()
+        self.last_loop_tick = time.monotonic()
 
     async def on_start(self) -> None:
         awaits.install(asyncio.get_running_loop())
@@ -160,6 +163,8 @@ class RequestPipeline(Service):
                                       injected_loss=InjectedLoss(settings.fault_lose_deliveries),
                                       settled=lambda: not app.rebalancing)
         awaits.add_reporter(self.delivery.describe)
+        metrics.WORKER.add(self._gauges)
+        self.add_future(self._tick_loop())
         # Faust calls it as (app, revoked, signal=...); the stub wants a *args receiver.
         app.on_partitions_revoked.connect(self._ownership_changed)  # type: ignore[arg-type]
         app.track_in_flight(self.processor.in_flight)  # a stop drains or abandons it
@@ -228,6 +233,51 @@ class RequestPipeline(Service):
         if self._probe is not None:
             closing.append(self._probe.close())
         await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
+
+    async def _tick_loop(self) -> None:
+        """Notes when the event loop last ran (``/health/live``: a loop blocked past
+        the bound is not serving its partitions)."""
+        while not self.should_stop:
+            self.last_loop_tick = time.monotonic()
+            await asyncio.sleep(health.LOOP_TICK_S)
+
+    def facts(self) -> health.Facts:
+        agent = app.agents.get("payout-link-requests")
+        return health.Facts(
+            now=time.monotonic(), last_loop_tick=self.last_loop_tick,
+            agent_running=agent is not None and agent_running(agent),
+            pipeline_crashed=self.crashed, pipeline_started=self._ready.is_set(),
+            rebalancing=bool(app.rebalancing), recovering=bool(app.in_recovery),
+            owned_request_partitions=len(self._request_partitions(app.consumer.assignment())))
+
+    def _gauges(self) -> list[tuple[str, str, dict[str, str], float]]:
+        """What /metrics reads at scrape time (streams.metrics.WorkerCollector)."""
+        out: list[tuple[str, str, dict[str, str], float]] = []
+        if self.processor is not None:
+            out.append(("payout_in_flight", "Pieces of work (provider calls and their "
+                        "writes) in flight.", {}, float(self.processor.in_flight.running)))
+            out.append(("payout_links_unresolved", "Links in doubt awaiting re-drive in "
+                        "this worker's partitions (unknown outcomes pending).", {},
+                        float(len(self.processor.unresolved))))
+            for creator in self.processor.creators.values():
+                if creator.guard is not None:
+                    out.extend(creator.guard.gauges())
+        if self.delivery is not None:
+            out.append(("payout_delivery_seeks_total", "Seeks the delivery guard made to "
+                        "fetch offsets that never reached the agent.", {},
+                        float(self.delivery.seeks)))
+        reads = app.monitor.tp_read_offsets
+        for tp in sorted(self._request_partitions(app.consumer.assignment())):
+            highwater = app.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            read = reads.get(tp)
+            lag = highwater - (read + 1 if read is not None else 0)
+            out.append(("payout_consumer_lag", "Records not yet read, per owned request "
+                        "partition (highwater minus the next offset to read).",
+                        {"topic": tp.topic, "partition": str(tp.partition)},
+                        float(max(lag, 0))))
+        return out
 
     async def ready(self) -> tuple[RequestProcessor, DeliveryGuard]:
         """Wait until started; the agent reads nothing before that."""

@@ -25,7 +25,7 @@ from typing import Any, cast
 import orjson
 from faust.types import TP, EventT, Message, TopicT
 
-from streams import events, intake, lifecycle, ownership
+from streams import events, intake, lifecycle, metrics, ownership
 from streams.app import LinkTable
 from streams.config import Settings
 from streams.connectors.base import LinkCreated, Rejected, StatusReport, link_reference
@@ -205,17 +205,19 @@ class RequestProcessor:
         except Exception as exc:
             self.contained += 1
             log.error("cancelling %s raised %s", valid.key, _describe(exc), exc_info=exc)
-            await self._send(self.tracker.cancel_failed, valid.key.encode(), events.encode(
+            await self._publish(self.tracker.cancel_failed, valid.key.encode(), (
                 events.cancel_failed_event(
                     link_key_=valid.key, request_event_id=None,
                     command_event_id=valid.command.get("event_id"), connector=None,
                     payout_status=None, connector_status=None, code="processing_error",
                     message="cancelling failed unexpectedly; whether the provider cancelled "
                             "the link is told by its payout-link-status-changed events",
-                    field=None, source=source)), None)
+                    field=None, source=source)))
 
     async def _dispatch(self, event: EventT[Any], source: events.SourceRecord, once: str,
                         result: intake.Intake | intake.CommandIntake) -> None:
+        if not isinstance(result, intake.Valid):
+            metrics.REQUESTS.labels(_intake_result(result)).inc()
         if isinstance(result, intake.ValidCancel):
             offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset,
                                             source.timestamp)
@@ -270,7 +272,9 @@ class RequestProcessor:
             return
         key = result.key
         home = home_partition(key, self.settings.partitions)
-        if source.key != key.encode() or source.partition != home:
+        rekeyed = source.key != key.encode() or source.partition != home
+        metrics.REQUESTS.labels("rekeyed" if rekeyed else "valid").inc()
+        if rekeyed:
             # Wrong or missing key: re-key so every record of this link meets one owner.
             # The parsed request is re-encoded: bounded by the schema, it always fits
             # the producer's limit, whatever the source record's size.
@@ -291,6 +295,7 @@ class RequestProcessor:
         Nothing was written and no provider was called for it, so it can only be a
         failure of this request, never of a link. A command is dead-lettered.
         """
+        metrics.REQUESTS.labels("poison").inc()
         request = None
         if kind == intake.REQUEST and stage is not None and stage > Stage.PARSE:
             # it parsed once: parsing is safe
@@ -517,7 +522,7 @@ class RequestProcessor:
             settled = lifecycle.settled(now, failure, created=False,
                                         provider_calls=now.provider_calls)
             self.links[table_key] = settled.to_bytes(current_epoch())
-            await self._send(self.failed, key.encode(), events.encode(failure), None)
+            await self._publish(self.failed, key.encode(), failure)
             self.links[table_key] = lifecycle.published(settled).to_bytes(current_epoch())
             return
         # Nothing was written for this request (or its link is settled already): it
@@ -527,7 +532,7 @@ class RequestProcessor:
             scope=events.REQUEST,
             discriminator=f"processing_error:{source.topic}/{source.partition}/{source.offset}",
             source=source)
-        await self._send(self.failed, key.encode(), events.encode(failure), None)
+        await self._publish(self.failed, key.encode(), failure)
 
     async def _wait_out_previous_owner(self, key: str) -> None:
         """A link in doubt on a partition just taken over: the previous owner may still
@@ -555,6 +560,7 @@ class RequestProcessor:
                        self.settings.unresolved_retry_s, self.settings.unresolved_retry_max_s)
         self.unresolved[key] = entry.to_bytes()
         self.parked += 1
+        metrics.UNRESOLVED.labels(reason.split(":")[0].split(" ")[0][:40]).inc()
         log.error("ALERT link %s is unresolved (attempt %d: %s); its request is acked, the "
                   "link is re-driven in %.0fs", key, entry.attempts, reason,
                   entry.retry_at - self._clock())
@@ -576,13 +582,25 @@ class RequestProcessor:
         await self._send(self.routed, key.encode(), value, partition)
 
     async def _publish(self, topic: TopicT, key: bytes | None, event: Mapping[str, Any]) -> None:
-        await self._send(topic, key, events.encode(event), None)
+        """Every event this worker emits: JSON value, CloudEvents headers, counted."""
+        await self._send(topic, key, events.encode(event), None,
+                         headers=events.cloudevent_headers(event))
+        metrics.outcome_published(event)
 
     @staticmethod
     async def send(topic: TopicT, key: bytes | None, value: bytes | None,
-                   partition: int | None) -> None:
+                   partition: int | None,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
         """Returns only once the broker has the record (acks=all)."""
-        delivery = await topic.send(key=key, value=value, partition=partition)
+        delivery = await topic.send(key=key, value=value, partition=partition,
+                                    headers=headers)
         await delivery
 
     _send = send
+
+
+def _intake_result(result: object) -> str:
+    """The bounded label of an intake result."""
+    return {intake.ValidCancel: "cancel", intake.InvalidCommand: "invalid_command",
+            events.Unparseable: "unparseable", intake.Invalid: "invalid"}.get(
+        type(result), "other")

@@ -29,10 +29,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams import events
+from streams import events, metrics
 from streams.config import Settings
 from streams.connectors.base import WebhookRejected, reference_partition
 from streams.connectors.provider import Provider
+from streams.connectors.registry import PROVIDERS
 from streams.link_tracking import REPORT, TrackingMessage
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ class WebhookCounts:
     by: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def add(self, provider: str, result: str) -> None:
+        # The path names the provider: an unknown one is one entry, not one per name.
+        provider = provider if provider in PROVIDERS else "unknown"
         self.by[(provider, result)] = self.by.get((provider, result), 0) + 1
+        metrics.WEBHOOKS.labels(provider, result[:40]).inc()
 
     def as_json(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -81,6 +81,7 @@ class Provider(Protocol):
     currencies: frozenset[str]  # what it pays out in, for requests that name no connector
     base_url_env: str  # the variable that overrides default_base_url
     default_base_url: str
+    base_url_doc: str  # its row in the README's settings table
     dev_account: Mapping[str, Any] | None  # the simulator's account, when none is configured
     lifecycle: LinkLifecycle  # the link's states after creation, as pure rules
     webhooks: WebhookReceiver | None  # None: the provider sends none we can verify (polled)

@@ -22,7 +22,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.connectors.base import link_reference
 from streams.devkit.broker import broker_from_environment
@@ -130,7 +132,7 @@ async def follow_links(bootstrap: str, fleet: SimulatorFleet, worker: WorkerProc
 
 
 async def drive(bootstrap: str, fleet: SimulatorFleet, total: int, run: str,
-                deadline_s: float) -> int:
+                deadline_s: float, web_url: str | None = None) -> int:
     records = list(mixed_records(total, run=run))
     kinds = {key.decode(): kind for key, _, kind in records}
     async with OutcomeReader(bootstrap) as reader:
@@ -203,10 +205,32 @@ async def drive(bootstrap: str, fleet: SimulatorFleet, total: int, run: str,
         err = answered[k][0]["error"]
         print(f"  {k:<28} failed ({answered[k][0].get('connector') or 'no connector'}): "
               f"{err['code']} field={err['field']}: {err['message'][:80]}")
+    if web_url is not None and created:
+        await look_up(web_url, min(created))
     unaccounted = len(missing) + len(several) + duplicate_links + false_failures
     print(f"demo: {total} requested, {len(created)} created, {len(failed)} failed, "
           f"{len(dead)} dead-lettered, {unaccounted} unaccounted", flush=True)
     return 0 if unaccounted == 0 else 1
+
+
+async def look_up(web_url: str, link_key: str) -> None:
+    """One link through the lookup API, the way on-call would ask, and /metrics' count."""
+    merchant_id, payout_id = link_key.split(":")
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.get(f"{web_url}/v1/links/{merchant_id}/{payout_id}")
+        metrics_text = (await client.get(f"{web_url}/metrics")).text
+    print(f"lookup API               GET {web_url}/v1/links/{merchant_id}/{payout_id} -> "
+          f"{answer.status_code}")
+    if answer.status_code == 200:
+        link = answer.json()
+        print(f"  status {link['status']}, {link['connector']} {link['connector_payout_id']}, "
+              f"{link['payout_status']}, {link['attempts']} provider call(s), outcome "
+              f"{link['outcome']['event_id']} (published: {link['outcome']['published']})")
+    created = sum(sample.value for family in text_string_to_metric_families(metrics_text)
+                  for sample in family.samples
+                  if sample.name == "payout_outcomes_published_total"
+                  and sample.labels.get("event_type") == TOPICS.created)
+    print(f"/metrics                 payout_outcomes_published_total(created) = {created:.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,8 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(worker.stop)
         print("starting the worker…", flush=True)
         worker.start()
+        web_url = f"http://127.0.0.1:{worker.env['PAYOUT_WEB_PORT']}"
+        print(f"worker web server at {web_url}: lookup API {web_url}/v1/links/{{merchant_id}}/"
+              f"{{merchant_payout_id}} (python -m streams link m id --url {web_url}), "
+              f"metrics {web_url}/metrics, health {web_url}/health/live and /health/ready",
+              flush=True)
         try:
-            created = asyncio.run(drive(bootstrap, fleet, args.requests, run, args.deadline_s))
+            created = asyncio.run(drive(bootstrap, fleet, args.requests, run, args.deadline_s,
+                                        web_url))
             followed = asyncio.run(follow_links(bootstrap, fleet, worker, run, args.walk,
                                                 args.deadline_s))
             return created or followed

@@ -73,6 +73,10 @@ class WorkerProcess:
                                                         os.environ.get("PYTHONPATH")])),
             "PYTHONUNBUFFERED": "1",
         })
+        # The devkit's broker is a single node: topics get one replica (with a warning).
+        self.env.setdefault("PAYOUT_ALLOW_FEWER_BROKERS", "on")
+        # Local processes: the web server on loopback, reached (and advertised) there.
+        self.env.setdefault("PAYOUT_WEB_HOST", "127.0.0.1")
         if provider_url:  # the default provider's simulator: the registry's first provider
             self.env[next(iter(PROVIDERS.values())).base_url_env] = provider_url
         self.env.update(extra_env or {})

@@ -9,7 +9,6 @@ suite is tests/integration/test_poison.py.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -363,7 +362,8 @@ async def test_a_recovered_link_is_looked_up_at_the_connector_its_record_names()
     p, topics, links, _ = build()
     p.creators = {"razorpay": routed_to, "other": recorded}  # type: ignore[dict-item]
     account = p.settings.account("m_demo", "razorpay")
-    p.settings = replace(p.settings, credentials={"*": {"razorpay": account, "other": account}})
+    p.settings = p.settings.model_copy(
+        update={"credentials": {"*": {"razorpay": account, "other": account}}})
     request = valid(1)
     key = key_of(request).decode()
     links[key] = lifecycle.LinkRecord(

@@ -247,7 +247,7 @@ class Sender:
         self.fail_next = False
 
     async def __call__(self, topic: Any, key: bytes | None, value: bytes | None,
-                       partition: int | None) -> None:
+                       partition: int | None, headers: Any = None) -> None:
         if self.fail_next:
             self.fail_next = False
             raise ConnectionError("broker gone")

@@ -45,9 +45,12 @@ class FakeEvent:
 class FakeTopic:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes | None, dict[str, Any]]] = []
+        self.headers: list[Any] = []
 
-    async def send(self, key: bytes | None, value: bytes | None, partition: int | None) -> Any:
+    async def send(self, key: bytes | None, value: bytes | None, partition: int | None,
+                   headers: Any = None) -> Any:
         self.sent.append((key, orjson.loads(value) if value else None))
+        self.headers.append(headers)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -188,3 +191,22 @@ def test_ack_guard_refuses_acks_for_records_nobody_settled() -> None:
 
     in_flight.complete_now(Event())  # type: ignore[arg-type]
     assert recorded == [3, 8]
+
+
+async def test_every_emitted_event_carries_cloudevents_binary_mode_headers_and_is_counted(
+) -> None:
+    from streams import metrics
+
+    before = metrics.OUTCOMES.labels("payout-link-dead-letter", "unparseable")._value.get()
+    p, topics = processor()
+    await p.accept(FakeEvent(FakeMessage("payout-link-requested", 0, 5, b"k", b"\xff"), []))
+    await drain(p)
+    [(_, dead)] = topics["dead_letter"].sent
+    [headers] = topics["dead_letter"].headers
+    ce = dict(headers)
+    assert ce["ce_specversion"] == b"1.0" and ce["ce_id"] == dead["event_id"].encode()
+    assert ce["ce_type"] == b"payout-link-dead-letter" and ce["content-type"] == b"application/json"
+    assert ce["ce_time"] == dead["occurred_at"].encode() and ce["ce_source"].startswith(b"urn:")
+    after = metrics.OUTCOMES.labels("payout-link-dead-letter", "unparseable")._value.get()
+    assert after == before + 1
+    assert b'payout_requests_total{result="unparseable"}' in metrics.exposition()

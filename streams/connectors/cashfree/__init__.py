@@ -43,6 +43,8 @@ class CashfreeProvider:
     # The simulator has no fixed port: the demo starts it and sets CASHFREE_BASE_URL.
     # Production sets https://payout-api.cashfree.com (test: https://payout-gamma.cashfree.com).
     default_base_url = "http://127.0.0.1:8082"
+    base_url_doc = ("Cashfree Payouts API base (`https://payout-api.cashfree.com`, test "
+                    "`https://payout-gamma.cashfree.com`)")
     # The simulator's development client (streams/devkit/sims/cashfree.py).
     dev_account: Mapping[str, Any] | None = {"client_id": "CF_TEST_CLIENT_ID", "client_secret": "cf_test_client_secret"}
     lifecycle: LinkLifecycle = LIFECYCLE

@@ -51,6 +51,9 @@ class PrismProvider:
     currencies = PRISM_CURRENCIES  # each merchant's route narrows it (pays_out)
     base_url_env = "PRISM_URL"
     default_base_url = "http://127.0.0.1:8000"  # the Prism-compatible server
+    base_url_doc = ("where Prism's gRPC server listens: `http://host:port` (plaintext) or "
+                    "`https://host:port` (TLS). Prism authenticates no caller and takes per-call "
+                    "config overrides: reach it only on a trusted network")
     dev_account: Mapping[str, Any] | None = DEV_ACCOUNT
     lifecycle: LinkLifecycle = LIFECYCLE
     webhooks: WebhookReceiver | None = None  # Prism documents no webhook: polled only

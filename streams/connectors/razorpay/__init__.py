@@ -41,6 +41,7 @@ class RazorpayProvider:
     currencies = frozenset({"INR"})
     base_url_env = "RAZORPAY_BASE_URL"
     default_base_url = "http://127.0.0.1:8081"  # the simulator; production sets the real API
+    base_url_doc = "RazorpayX API base (`https://api.razorpay.com`)"
     # The simulator's development account (streams/devkit/sims/razorpay.py).
     dev_account: Mapping[str, Any] | None = {"key_id": "rzp_test_demo", "key_secret": "demo_secret",
                    "account_number": "2323230041626905",

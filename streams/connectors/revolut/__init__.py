@@ -54,6 +54,8 @@ class RevolutProvider:
     currencies = CURRENCIES
     base_url_env = "REVOLUT_BASE_URL"
     default_base_url = "http://127.0.0.1:8083"  # the simulator; production sets the real API
+    base_url_doc = ("Revolut Business API host (`https://b2b.revolut.com`, sandbox "
+                    "`https://sandbox-b2b.revolut.com`)")
     dev_account: Mapping[str, Any] | None = DEV_ACCOUNT
     lifecycle: LinkLifecycle = LIFECYCLE
     webhooks: WebhookReceiver | None = WEBHOOKS
