@@ -64,6 +64,7 @@ shutdown_bounds = ShutdownBounds(drain_s=settings.shutdown_drain_s,
 app = BoundedShutdownApp(
     settings.app_id,
     shutdown=shutdown_bounds,
+    log_format=settings.log_format,
     Worker=PayoutWorker,
     Monitor=LeanMonitor,
     broker=f"kafka://{settings.bootstrap_servers}",

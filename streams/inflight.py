@@ -31,7 +31,7 @@ from weakref import WeakSet
 
 from faust.types import TP, ConsumerT, EventT, Message
 
-from streams import ownership
+from streams import logs, ownership
 from streams.faust_internals import Ack, release_unacked, replace_consumer_ack
 from streams.ownership import Fenced
 
@@ -166,9 +166,12 @@ class KeyedInFlight:
         # use to pick the changelog partition) is this event inside ``work``, and every
         # ownership check inside it checks this partition.
         token = ownership.working_on(tp)
+        # Every line logged about this work carries its key (streams.logs).
+        correlation = logs.CORRELATION.set(key)
         try:
             task = asyncio.create_task(self._run(previous, work))
         finally:
+            logs.CORRELATION.reset(correlation)
             ownership.reset(token)
         self._tails[key] = task
         self._running.add(task)

@@ -264,8 +264,11 @@ class RequestProcessor:
                 events.dead_letter_event(source, result)))
             return
         if isinstance(result, intake.Invalid):
-            log.info("invalid request %s: %s (%s)", once, result.problem.field,
-                     result.problem.message)
+            field = result.problem.field or ""
+            # A customer field's message quotes its value: PII, so not logged.
+            log.info("invalid request %s: %s (%s)", once, field,
+                     "value not logged: customer data" if field.startswith("customer")
+                     else result.problem.message)
             failure = events.invalid_request_event(result.request, result.problem, source)
             await self.in_flight.submit(event, once, partial(
                 self._publish, self.failed, self._failure_key(failure, source), failure))

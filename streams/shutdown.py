@@ -48,7 +48,7 @@ from weakref import WeakSet
 
 from faust.types import ConsumerT
 
-from streams import ownership
+from streams import logs, ownership
 from streams.faust_internals import HookableApp, HookableWorker, limit_consumer_thread_stop
 
 log = logging.getLogger(__name__)
@@ -178,9 +178,11 @@ class Abandonable(Protocol):
 class BoundedShutdownApp(HookableApp):
     """A ``faust.App`` whose stop waits for in-flight work at most ``drain_s``."""
 
-    def __init__(self, id: str, *, shutdown: ShutdownBounds, **options: Any) -> None:
+    def __init__(self, id: str, *, shutdown: ShutdownBounds, log_format: str = "text",
+                 **options: Any) -> None:
         super().__init__(id, **options)
         self.shutdown_bounds = shutdown
+        self.log_format = log_format
         self.hard_exit = HardExit()
         self._in_flight: WeakSet[Abandonable] = WeakSet()
 
@@ -266,6 +268,11 @@ class PayoutWorker(HookableWorker):
     @property
     def shortlabel(self) -> str:
         return "Worker"  # log lines keep Faust's labels ("[^Worker]: Ready" is awaited)
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        """Faust's public hook once it has set up logging: our filter and format."""
+        super().on_setup_root_logger(logger, level)
+        logs.install(logger, self.app.log_format)
 
     def _arm(self, code: int, reason: str) -> None:
         self.app.hard_exit.arm(self.app.shutdown_bounds.timeout_s, code, reason)

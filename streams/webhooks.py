@@ -70,8 +70,8 @@ class WebhookCounts:
         return out
 
 
-def _refused(code: str, message: str, status: int) -> Answer:
-    return Answer(status, {"error": {"code": code, "message": message}})
+def _refused(code: str, message: str, status: int, field: str | None = None) -> Answer:
+    return Answer(status, {"error": {"code": code, "message": message, "field": field}})
 
 
 async def receive(provider_name: str, merchant_id: str, headers: Mapping[str, str],
@@ -94,18 +94,21 @@ async def _receive(provider_name: str, merchant_id: str, headers: Mapping[str, s
                    send: Send, clock: Callable[[], float]) -> Answer:
     provider = providers.get(provider_name)
     if provider is None or provider.webhooks is None:
-        return _refused("unknown_provider", "no webhooks are received for this provider", 404)
+        return _refused("unknown_provider", "no webhooks are received for this provider", 404,
+                        "provider")
     if merchant_id == SHARED:
         account = (settings.credentials.get(SHARED) or {}).get(provider_name)
     elif not events.is_identifier(merchant_id):
-        return _refused("unknown_merchant", "the merchant id in the path is not valid", 404)
+        return _refused("unknown_merchant", "the merchant id in the path is not valid", 404,
+                        "merchant_id")
     else:
         account = settings.account(merchant_id, provider_name)
     if account is None:
         return _refused("unknown_merchant",
                         f"no {provider_name} account is configured for this merchant", 404)
     if len(body) > MAX_BODY_BYTES:
-        return _refused("body_too_large", f"the body is over {MAX_BODY_BYTES} bytes", 413)
+        return _refused("body_too_large", f"the body is over {MAX_BODY_BYTES} bytes", 413,
+                        "body")
     secrets = provider.webhook_secrets(account)
     if not secrets:
         return _refused("webhook_secret_missing",

@@ -49,7 +49,7 @@ class ProviderWebhook(web.View):
 async def _handle(view: web.View, request: web.Request, provider: str, merchant_id: str) -> Any:
     raw: Any = request  # aiohttp's request: its body is read as raw bytes
     if (raw.content_length or 0) > MAX_BODY_BYTES:
-        return view.json({"error": {"code": "body_too_large",
+        return view.json({"error": {"code": "body_too_large", "field": "body",
                                     "message": f"the body is over {MAX_BODY_BYTES} bytes"}},
                          status=413)
     try:
@@ -62,7 +62,7 @@ async def _handle(view: web.View, request: web.Request, provider: str, merchant_
                                counts=counts)
     except Exception as exc:  # never a traceback to the provider; it retries a 503
         log.error("webhook from %s: %s", provider[:40], type(exc).__name__, exc_info=exc)
-        return view.json({"error": {"code": "internal_error",
+        return view.json({"error": {"code": "internal_error", "field": None,
                                     "message": "the webhook could not be handled"}},
                          status=503)
     return view.json(dict(answer.body), status=answer.status)

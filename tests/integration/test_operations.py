@@ -45,6 +45,25 @@ async def until_ok(url: str, timeout: float) -> httpx.Response:
             await asyncio.sleep(0.2)
 
 
+async def quiet(worker: WorkerProcess, timeout: float) -> dict:
+    """A scrape taken once the worker has no lag and nothing in flight (polled)."""
+    deadline = time.monotonic() + timeout
+    previous: dict | None = None
+    while True:
+        samples = scrape(worker)
+        lag = sum(v for (name, _), v in samples.items() if name == "payout_consumer_lag")
+        busy = value(samples, "payout_in_flight")
+        outcomes = {k: v for k, v in samples.items()
+                    if k[0] == "payout_outcomes_published_total"
+                    and dict(k[1]).get("event_type") in (TOPICS.created, TOPICS.failed)}
+        settled = lag == 0 and busy == 0 and previous == outcomes
+        if settled or time.monotonic() > deadline:
+            assert settled, f"the worker never went quiet: lag {lag}, in flight {busy}"
+            return samples
+        previous = outcomes if lag == 0 and busy == 0 else None
+        await asyncio.sleep(1.0)
+
+
 async def headers_of(bootstrap: str, topic: str, keys: set[bytes]) -> dict[bytes, dict]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
@@ -70,7 +89,9 @@ async def test_lookup_health_metrics_and_cloudevents(broker, simulator, worker, 
     requests = [valid_request(n, merchant_id="m_ops", run=run_id) for n in range(30)]
     bad, _field = invalid_request(0, run=f"{run_id}-bad")
     keys = [key_of(r).decode() for r in requests]
-    before = scrape(worker)
+    # This module's worker may still be reading the session's earlier requests: count
+    # from a moment it has read everything and has nothing in flight.
+    before = await quiet(worker, 120)
     async with OutcomeReader(broker.bootstrap_servers) as reader:
         records = [(key_of(r), orjson.dumps(r)) for r in requests]
         records.append(records[0])  # a duplicate: its outcome is published again
@@ -133,6 +154,39 @@ async def test_lookup_health_metrics_and_cloudevents(broker, simulator, worker, 
     assert headers["ce_time"] == event["occurred_at"].encode()
     assert headers["content-type"] == b"application/json" and headers["ce_source"]
 
+    # The whole run's log: no configured secret, no customer contact in clear.
+    log = worker.log_path.read_text(errors="replace")
+    for secret in configured_secrets():
+        assert secret not in log
+    for request in requests:
+        customer = request["customer"]
+        for contact in (customer.get("email"), customer.get("phone_number")):
+            assert not contact or contact not in log, "unmasked PII in the worker log"
+
+
+def configured_secrets() -> set[str]:
+    """Every secret value of the accounts the workers run with (the dev accounts)."""
+    from streams.connectors.registry import PROVIDERS
+
+    found: set[str] = set()
+
+    def walk(name: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(k, v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(name, v)
+        elif isinstance(value, str) and any(w in name for w in ("secret", "token",
+                                                                 "assertion", "key")) \
+                and name != "key_id" and len(value) >= 8:
+            found.add(value)
+
+    for provider in PROVIDERS.values():
+        walk("", provider.dev_account or {})
+    assert "demo_secret" in found and "prism_sim_adyen_key" in found
+    return found
+
 
 async def test_any_worker_answers_a_lookup_from_the_owner(broker, simulator, tmp_path: Path,
                                                           run_id: str) -> None:
@@ -141,16 +195,28 @@ async def test_any_worker_answers_a_lookup_from_the_owner(broker, simulator, tmp
     app_id = f"ops-{run_id}"
     workers = [WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url=simulator.url,
                              data_dir=tmp_path / n / "data", log_path=tmp_path / n / "w.log",
-                             app_id=app_id, partitions=PARTITIONS) for n in ("a", "b")]
+                             app_id=app_id, partitions=PARTITIONS,
+                             extra_env={"PAYOUT_LOG_FORMAT": "json"} if n == "a" else None)
+               for n in ("a", "b")]
     try:
         for w in workers:
             w.start()
         requests = [valid_request(n, merchant_id="m_fwd", run=run_id) for n in range(16)]
         keys = [key_of(r).decode() for r in requests]
+        # Each key again with another amount: an idempotency conflict, logged in the
+        # link's own work (so with its correlation id) by whichever worker owns it.
+        conflicts = [{**r, "event_id": f"{r['event_id'][:-4]}beef",
+                      "amount": {**r["amount"], "minor_amount": r["amount"]["minor_amount"] + 1}}
+                     for r in requests]
         async with OutcomeReader(broker.bootstrap_servers) as reader:
             await produce(broker.bootstrap_servers, [(key_of(r), orjson.dumps(r))
-                                                     for r in requests])
+                                                     for r in [*requests, *conflicts]])
             assert await reader.wait_for(keys, DEADLINE_S) == set()
+
+            async def conflicts_answered() -> bool:
+                return all(len(reader.outcomes.for_key(k)) >= 2 for k in keys)
+
+            assert await reader.wait_until(conflicts_answered, 60)
         for w in workers:  # both own partitions once the group has settled
             assert (await until_ok(f"{web(w)}/health/ready", 60)).status_code == 200
         served_by: set[str] = set()
@@ -161,9 +227,14 @@ async def test_any_worker_answers_a_lookup_from_the_owner(broker, simulator, tmp
                 answer = await until_ok(f"{web(w)}/v1/links/{merchant_id}/{payout_id}", 30)
                 assert answer.status_code == 200, answer.text
                 answers.append(answer.json())
-            assert answers[0] == answers[1]  # the same record, from its owner
+            assert answers[0] == answers[1], (key, answers)  # the same record, from its owner
             served_by.add(answers[0]["served_by"])
         assert len(served_by) == 2  # 16 links over 4 partitions: both workers own some
+        # Worker a logs JSON lines; those about a link carry its reference.
+        lines = [orjson.loads(line) for line in workers[0].log_path.read_text().splitlines()
+                 if line.startswith("{")]
+        assert lines and all({"ts", "level", "logger", "message"} <= set(x) for x in lines)
+        assert any((x.get("correlation_id") or "").startswith("pl2_") for x in lines)
     finally:
         for w in workers:
             w.stop()

@@ -1,0 +1,48 @@
+"""Issue 13: log lines carry the link's correlation id, mask PII, and can be JSON."""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import orjson
+
+from streams import logs
+
+
+def test_pii_is_masked() -> None:
+    line = "customer ana.lima@example.com called +91 98765 43210 about 2323230041626905"
+    masked = logs.mask_pii(line)
+    assert "ana.lima" not in masked and "example" not in masked and "a***@***.com" in masked
+    assert "98765" not in masked and "***10" in masked
+    assert "2323230041626905" not in masked and "***05" in masked
+    assert logs.mask_pii("partition 3 offset 17, 200 ms, pl2_0a1b2c3d") == \
+        "partition 3 offset 17, 200 ms, pl2_0a1b2c3d"
+
+
+def test_json_lines_carry_the_correlation_id_of_the_work_they_are_about() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger("test-logs")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(logging.INFO)
+    logs.install(root, "json")
+
+    async def work() -> None:
+        root.info("creating the link for %s", "x@y.org")
+
+    async def main() -> None:
+        token = logs.CORRELATION.set("pl2_0a1b2c3d")
+        try:
+            task = asyncio.create_task(work())  # copies the context, as KeyedInFlight does
+        finally:
+            logs.CORRELATION.reset(token)
+        await task
+        root.info("not about a link")
+
+    asyncio.run(main())
+    about, other = (orjson.loads(line) for line in stream.getvalue().splitlines())
+    assert about["correlation_id"] == "pl2_0a1b2c3d" and about["level"] == "INFO"
+    assert about["message"] == "creating the link for x***@***.org"
+    assert other["correlation_id"] is None and other["ts"].endswith("Z")
