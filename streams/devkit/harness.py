@@ -56,6 +56,22 @@ async def create_topics(bootstrap: str, partitions: int,
         await admin.close()
 
 
+def run_worker_expecting_exit(env: Mapping[str, str],
+                              timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
+    """``python -m streams worker`` that should refuse to start; stopped by its process
+    group if it does not exit on its own within ``timeout``."""
+    proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=REPO_ROOT,
+                            env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 class WorkerProcess:
     """One ``python -m streams worker`` in its own session, logging to a file."""
 

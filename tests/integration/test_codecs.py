@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from streams import events
 from streams.config import load_settings
 from streams.connectors.base import link_reference
 from streams.devkit.broker import Broker, LocalKafka, _java, resolve_kafka
-from streams.devkit.harness import REPO_ROOT, TOPICS, OutcomeReader
+from streams.devkit.harness import REPO_ROOT, TOPICS, OutcomeReader, run_worker_expecting_exit
 from streams.devkit.sims.razorpay import RazorpaySimulatorProcess
 from streams.devkit.traffic import key_of, valid_request
 
@@ -182,20 +181,6 @@ async def test_requests_from_kafkas_java_client_get_one_outcome_each(
         assert stored == {k: {codec} for k, _ in records}
 
 
-def start_worker_expecting_refusal(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``python -m streams worker``; stopped by its pid if it does not exit on its own."""
-    proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=REPO_ROOT, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def worker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -215,7 +200,7 @@ def test_worker_without_cramjam_refuses_to_start(tmp_path: Path) -> None:
     (shadow / "cramjam.py").write_text('raise ImportError("cramjam hidden by the test")\n')
     env = worker_env(tmp_path, PYTHONPATH=os.pathsep.join([str(shadow), str(REPO_ROOT)]))
 
-    done = start_worker_expecting_refusal(env)
+    done = run_worker_expecting_exit(env)
 
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
@@ -225,7 +210,7 @@ def test_worker_without_cramjam_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_worker_with_an_unknown_producer_codec_refuses_to_start(tmp_path: Path) -> None:
-    done = start_worker_expecting_refusal(worker_env(tmp_path, PAYOUT_PRODUCER_COMPRESSION="lz5"))
+    done = run_worker_expecting_exit(worker_env(tmp_path, PAYOUT_PRODUCER_COMPRESSION="lz5"))
 
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -13,23 +10,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.config import load_settings
 from streams.devkit.broker import Broker
-from streams.devkit.harness import REPO_ROOT
+from streams.devkit.harness import REPO_ROOT, run_worker_expecting_exit
 from streams.topology import prepare
 from tests.integration.conftest import PARTITIONS
-
-
-def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``python -m streams worker`` expected to refuse; stopped by its pid if it does not."""
-    proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], cwd=REPO_ROOT,
-                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def worker_env(broker: Broker, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -42,7 +25,7 @@ def worker_env(broker: Broker, tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def test_a_single_broker_cluster_is_refused_by_default(broker: Broker, tmp_path: Path,
                                                        run_id: str) -> None:
-    done = run_worker(worker_env(broker, tmp_path, PAYOUT_APP_ID=f"rf-{run_id}"))
+    done = run_worker_expecting_exit(worker_env(broker, tmp_path, PAYOUT_APP_ID=f"rf-{run_id}"))
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr
@@ -52,7 +35,7 @@ def test_a_single_broker_cluster_is_refused_by_default(broker: Broker, tmp_path:
 
 def test_an_existing_topic_with_another_partition_count_is_refused_naming_it(
         broker: Broker, tmp_path: Path, run_id: str) -> None:
-    done = run_worker(worker_env(broker, tmp_path, PAYOUT_APP_ID=f"pc-{run_id}",
+    done = run_worker_expecting_exit(worker_env(broker, tmp_path, PAYOUT_APP_ID=f"pc-{run_id}",
                                  PAYOUT_ALLOW_FEWER_BROKERS="on",
                                  PAYOUT_TOPIC_PARTITIONS=str(PARTITIONS + 1)))
     assert done.returncode == 2, done.stderr[-2000:]
