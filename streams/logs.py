@@ -45,8 +45,8 @@ class LinkContext(logging.Filter):
         except Exception:  # a bad format string: let the handler report it as usual
             return True
         masked = mask_pii(message)
-        if masked != message or record.args:
-            record.msg, record.args = masked, None
+        if masked != message:  # else the record stays as it was made
+            record.msg, record.args = masked, ()
         return True
 
 

@@ -156,6 +156,7 @@ async def test_lookup_health_metrics_and_cloudevents(broker, simulator, worker, 
 
     # The whole run's log: no configured secret, no customer contact in clear.
     log = worker.log_path.read_text(errors="replace")
+    assert "--- Logging error ---" not in log  # every line formats (masking included)
     for secret in configured_secrets():
         assert secret not in log
     for request in requests:

@@ -46,3 +46,16 @@ def test_json_lines_carry_the_correlation_id_of_the_work_they_are_about() -> Non
     assert about["correlation_id"] == "pl2_0a1b2c3d" and about["level"] == "INFO"
     assert about["message"] == "creating the link for x***@***.org"
     assert other["correlation_id"] is None and other["ts"].endswith("Z")
+
+
+def test_masking_keeps_records_formattable_by_modes_handler() -> None:
+    """mode's formatter wraps a non-tuple ``args`` into a tuple and formats again: a
+    masked record must not leave ``args`` None (every line became a logging error)."""
+    from mode.utils.logging import DefaultFormatter
+
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "mail %s at 100%%",
+                               ("a@b.com",), None)
+    assert logs.LinkContext().filter(record)
+    assert DefaultFormatter("%(message)s").format(record) == "mail a***@***.com at 100%"
+    plain = logging.LogRecord("x", logging.INFO, __file__, 1, "offset %d", (17,), None)
+    assert logs.LinkContext().filter(plain) and plain.args == (17,)  # untouched
