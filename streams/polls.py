@@ -110,23 +110,42 @@ class PollSweep:
         if not owned:
             return 0
         budget = max(1, self.limits.scan_per_tick // len(owned))
-        asked = 0
+        due: list[tuple[float, int, bytes, lifecycle.LinkRecord, str]] = []
         for partition in owned:
-            asked += await self._sweep_partition(partition, budget, now)
-        self.asked_total += asked
-        return asked
+            due.extend(self._scan(partition, budget, now))
+        # The most overdue first: when a provider's rate cannot serve every due link
+        # this tick, the ones that waited longest are asked and the rest wait their
+        # turn. (Serving them in scan order starved the links late in the scan, measured
+        # in the demo: 6 of 281 Prism links still showed their creation status at the
+        # 300 s deadline while the first partitions' links, due every 2-10 s, took the
+        # 20 tokens a second.)
+        due.sort(key=lambda d: d[0])
+        sends: list[Awaitable[None]] = []
+        for _, partition, key, record, kind in due:
+            if self._tokens.get(record.connector, 0.0) < 1.0:
+                continue  # this provider's rate is spent: its turn comes next tick
+            self._tokens[record.connector] -= 1.0
+            message = TrackingMessage(kind=kind, connector=record.connector,
+                                      reference=record.reference, link_key=record.link_key,
+                                      received_at=events.now_iso())
+            sends.append(self.send(link_reference(record.link_key).encode(),
+                                   message.to_bytes(), partition))
+            self._asked[key] = (now, record.next_poll_at)
+        if sends:
+            await asyncio.gather(*sends)  # the writes of one tick, awaited once
+        self.asked_total += len(sends)
+        return len(sends)
 
-    async def _sweep_partition(self, partition: int, budget: int, now: float) -> int:
-        """Read the next slice of the partition; ask about the links due in it.
+    def _scan(self, partition: int, budget: int, now: float,
+              ) -> list[tuple[float, int, bytes, lifecycle.LinkRecord, str]]:
+        """The next slice of the partition: its links due now, with when each fell due.
 
-        The cursor always moves on, so every link gets its turn: a link a spent
-        provider could not be asked about now is met again on the next pass (taking the
-        first due links from the start each tick starved the rest, measured in the demo).
-        The writes of one tick are sent together and awaited once.
+        The cursor always moves on, so every link is read in its turn on a large
+        partition; a link not asked this tick is met again on the next pass.
         """
         rows = self.items(partition, self._cursors.get(partition), budget)
         self.scanned_total += len(rows)
-        sends: list[Awaitable[None]] = []
+        due = []
         for key, raw in rows:
             try:
                 record = lifecycle.LinkRecord.from_bytes(raw)
@@ -140,17 +159,7 @@ class PollSweep:
             if kind is None or (asked_before is not None
                                 and asked_before[1] == record.next_poll_at):
                 continue  # not due, or asked and not yet done: the agent is on it
-            if self._tokens.get(record.connector, 0.0) < 1.0:
-                continue  # this provider's rate is spent: its turn comes next pass
-            self._tokens[record.connector] -= 1.0
-            message = TrackingMessage(kind=kind, connector=record.connector,
-                                      reference=record.reference, link_key=record.link_key,
-                                      received_at=events.now_iso())
-            sends.append(self.send(link_reference(record.link_key).encode(),
-                                   message.to_bytes(), partition))
-            self._asked[key] = (now, record.next_poll_at)
+            # Never polled (None) counts as due the longest.
+            due.append((record.next_poll_at or 0.0, partition, key, record, kind))
         self._cursors[partition] = rows[-1][0] if len(rows) >= budget else None
-        if sends:
-            await asyncio.gather(*sends)
-        return len(sends)
-
+        return due

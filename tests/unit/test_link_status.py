@@ -586,6 +586,33 @@ async def test_the_sweep_gives_every_link_its_turn_and_a_rebalance_keeps_its_pla
     assert set(sent) == {f"k{i:03d}" for i in range(10)}  # every link had its turn
 
 
+async def test_when_a_provider_cannot_serve_every_due_link_the_most_overdue_go_first() -> None:
+    """Measured in the demo: whole partitions are read every tick, and in scan order
+    the first partitions' links (due every few seconds) took every token while links
+    late in the scan showed their creation status at the deadline."""
+    by_partition: dict[int, list[tuple[bytes, bytes]]] = {0: [], 1: []}
+    for i in range(6):
+        partition = 0 if i < 4 else 1
+        r = created_record("razorpay", ("issued", 0))
+        # partition 0: due just now; partition 1: due long ago
+        r = replace(r, link_key=f"m_{i}:p{i:03d}", reference=f"k{i:03d}",
+                    next_poll_at=NOW - (1 if partition == 0 else 500 + i))
+        by_partition[partition].append((r.reference.encode(), r.to_bytes()))
+    sent: list[str] = []
+
+    def items(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        return [row for row in by_partition[partition] if after is None or row[0] > after][:limit]
+
+    async def send(key: bytes, value: bytes, partition: int) -> None:
+        sent.append(TrackingMessage.from_bytes(value).reference)
+
+    sweep = PollSweep(items=items, owned_partitions=lambda: [0, 1], send=send,
+                      providers=PROVIDERS, limits=SweepLimits(scan_per_tick=100, rate_per_s=2),
+                      clock=lambda: NOW)
+    assert await sweep.run_once() == 2
+    assert sent == ["k005", "k004"]  # the longest overdue, though scanned last
+
+
 # --- receiving a webhook ----------------------------------------------------------------
 
 
