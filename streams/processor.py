@@ -217,7 +217,7 @@ class RequestProcessor:
     async def _dispatch(self, event: EventT[Any], source: events.SourceRecord, once: str,
                         result: intake.Intake | intake.CommandIntake) -> None:
         if not isinstance(result, intake.Valid):
-            metrics.REQUESTS.labels(_intake_result(result)).inc()
+            metrics.child(metrics.REQUESTS, _intake_result(result)).inc()
         if isinstance(result, intake.ValidCancel):
             offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset,
                                             source.timestamp)
@@ -276,7 +276,7 @@ class RequestProcessor:
         key = result.key
         home = home_partition(key, self.settings.partitions)
         rekeyed = source.key != key.encode() or source.partition != home
-        metrics.REQUESTS.labels("rekeyed" if rekeyed else "valid").inc()
+        metrics.child(metrics.REQUESTS, "rekeyed" if rekeyed else "valid").inc()
         if rekeyed:
             # Wrong or missing key: re-key so every record of this link meets one owner.
             # The parsed request is re-encoded: bounded by the schema, it always fits
@@ -298,7 +298,7 @@ class RequestProcessor:
         Nothing was written and no provider was called for it, so it can only be a
         failure of this request, never of a link. A command is dead-lettered.
         """
-        metrics.REQUESTS.labels("poison").inc()
+        metrics.child(metrics.REQUESTS, "poison").inc()
         request = None
         if kind == intake.REQUEST and stage is not None and stage > Stage.PARSE:
             # it parsed once: parsing is safe

@@ -64,7 +64,7 @@ class ProviderGuard:
                 try:
                     if self._limiter is not None and limited:
                         async with self._limiter:
-                            metrics.RATE_LIMIT_WAIT.labels(self.connector).observe(
+                            metrics.child(metrics.RATE_LIMIT_WAIT, self.connector).observe(
                                 time.perf_counter() - started)
                             answer = await send()
                     else:
