@@ -320,6 +320,17 @@ async def test_a_webhook_naming_another_payout_id_changes_nothing() -> None:
     assert sender.sent == [] and t.counts == {"payout_id_mismatch": 1}
 
 
+async def test_a_report_from_another_connector_than_the_records_changes_nothing() -> None:
+    """The record's connector is authoritative after creation too: a report (webhook or
+    poll) naming another provider never moves the link nor calls that provider."""
+    t, table, sender, creator = tracker("razorpay")
+    record = created_record("razorpay", ("issued", 0))
+    plant(table, record)
+    await t.on_message(replace(webhook(record, "processed", 1), connector="cashfree"))
+    assert sender.sent == [] and t.counts == {"connector_mismatch": 1}
+    assert lifecycle.LinkRecord.from_bytes(table[record.reference]).state == record.state
+
+
 async def test_nothing_is_applied_from_a_table_that_could_not_be_recovered() -> None:
     from streams.ownership import Fenced
 

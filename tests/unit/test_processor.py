@@ -210,3 +210,32 @@ async def test_every_emitted_event_carries_cloudevents_binary_mode_headers_and_i
     after = metrics.OUTCOMES.labels("payout-link-dead-letter", "unparseable")._value.get()
     assert after == before + 1
     assert b'payout_requests_total{result="unparseable"}' in metrics.exposition()
+
+
+async def test_a_provider_reports_record_that_is_not_one_is_dead_lettered_not_stopping_the_partition(
+) -> None:
+    p, topics = processor()
+    acked: list[int] = []
+    await p.accept(FakeEvent(FakeMessage("payout-link-provider-reports", 2, 7, b"k", b"{\"x\":1}"),
+                             acked))
+    await drain(p)
+    [(_, dead)] = topics["dead_letter"].sent
+    assert dead["error"]["code"] == "unparseable" and acked == [7]
+
+
+async def test_a_report_whose_handling_raises_is_contained_and_acked() -> None:
+    from streams.link_tracking import POLL, TrackingMessage
+
+    class Exploding:
+        async def on_message(self, message: object) -> None:
+            raise KeyError("a bug in the tracker")
+
+    p, _ = processor()
+    p.tracker = Exploding()  # type: ignore[assignment]
+    message = TrackingMessage(kind=POLL, connector="razorpay", reference="pl2_x",
+                              link_key="m_a:p1", received_at="2026-12-07T10:00:00.000Z")
+    acked: list[int] = []
+    await p.accept(FakeEvent(FakeMessage("payout-link-provider-reports", 2, 8, b"k",
+                                         message.to_bytes()), acked))
+    await drain(p)
+    assert acked == [8] and p.contained == 1
