@@ -15,7 +15,7 @@ import sys
 
 from streams.config import ConfigError, load_settings
 from streams.faust_internals import check_versions
-from streams.preflight import require_codecs, require_valid_compression
+from streams.preflight import require_codecs
 
 
 def _refuse(exc: ConfigError) -> None:
@@ -35,7 +35,6 @@ try:
     _settings = load_settings()
 except ConfigError as exc:  # one line for the operator, no traceback
     _refuse(exc)
-require_valid_compression(_settings.producer_compression)
 # The Faust internals the worker reaches into must be those it was written against
 # (PAYOUT_ALLOW_UNTESTED_FAUST=1 makes an untested version a warning).
 check_versions("payout worker")

@@ -14,6 +14,7 @@ from streams.faust_internals import GuardedChangelogTable, RecoverableTable
 from streams.partitioning import kafka_default_partitioner
 from streams.preflight import compression_type
 from streams.shutdown import BoundedShutdownApp, PayoutWorker, ShutdownBounds
+from streams.topology import LINK_TABLE, UNRESOLVED_TABLE
 from streams.web.errors import json_errors
 
 
@@ -149,7 +150,7 @@ cancel_topic = _topic(topics.cancel_requested)
 
 links = cast(LinkTable, app.tables.add(LinkTable(
     app,
-    name="payout-links",
+    name=LINK_TABLE,
     beacon=app.tables.beacon,
     partitions=settings.partitions,
     key_type=str,
@@ -167,7 +168,7 @@ links = cast(LinkTable, app.tables.add(LinkTable(
 
 unresolved = cast("faust.Table[str, bytes]", app.tables.add(RecoverableTable(
     app,
-    name="payout-links-unresolved",
+    name=UNRESOLVED_TABLE,
     beacon=app.tables.beacon,
     partitions=settings.partitions,
     key_type=str,

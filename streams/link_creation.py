@@ -126,7 +126,7 @@ class LinkCreator:
             reraise=True,
         )
         async for attempt in retrying:
-            metrics.RETRIES.labels(self.provider.name).inc()
+            metrics.child(metrics.RETRIES, self.provider.name).inc()
             # Not ``with attempt:``: tenacity's attempt manager records any exception
             # (Fenced, a cancellation when the work is abandoned) as the attempt's
             # outcome, and the retry went on with the last answer (measured in chaos:

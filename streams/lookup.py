@@ -7,21 +7,17 @@ the request, which the table does not keep.
 """
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
-from streams import lifecycle
-
-# The request schema's identifier ($defs.identifier): merchant ids and payout ids.
-IDENTIFIER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+from streams import events, lifecycle
 
 
 def invalid_identifier(merchant_id: str, merchant_payout_id: str) -> tuple[str, str] | None:
     """``(field, message)`` for the first malformed part of a link key, else None."""
     for field, value in (("merchant_id", merchant_id),
                          ("merchant_payout_id", merchant_payout_id)):
-        if not IDENTIFIER.fullmatch(value):
+        if not events.is_identifier(value):
             return field, (f"{field} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' "
                            f"or '-'")
     return None
@@ -30,7 +26,7 @@ def invalid_identifier(merchant_id: str, merchant_payout_id: str) -> tuple[str, 
 def describe(record: lifecycle.LinkRecord) -> dict[str, Any]:
     outcome = record.outcome or {}
     state = record.state
-    merchant_id, _, merchant_payout_id = record.link_key.partition(":")
+    merchant_id, merchant_payout_id = events.split_link_key(record.link_key)
     error = outcome.get("error") if isinstance(outcome.get("error"), dict) else None
     return {
         "link_key": record.link_key,

@@ -4,11 +4,12 @@ Labels are bounded: provider, result, HTTP status, outcome code, status, topic a
 partition, never a link key or merchant id (a label per link would grow the registry
 without bound). Code records through the small functions below, so the hot path pays
 one dict lookup and an increment; values that already exist elsewhere (in-flight,
-links in doubt, breaker state, consumer lag, delivery seeks, webhook answers) are read
+links in doubt, breaker state, consumer lag, delivery seeks) are read
 at scrape time by :class:`WorkerCollector` instead of being copied on every change.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -48,7 +51,8 @@ BREAKER_REFUSALS = Counter("payout_breaker_refusals", "Calls refused by an open 
 RETRIES = Counter("payout_provider_retries", "Provider calls retried after an answer that "
                   "proved nothing was created.", ["provider"], registry=REGISTRY)
 UNRESOLVED = Counter("payout_links_parked", "Links left in doubt (unresolved) and parked "
-                     "for re-drive, by reason kind.", ["reason"], registry=REGISTRY)
+                     "for re-drive, by reason (in_doubt, connector_unreachable, "
+                     "unexpected_error).", ["reason"], registry=REGISTRY)
 STATUS_CHANGES = Counter("payout_status_changes", "payout-link-status-changed events "
                          "published, by provider and Prism status.",
                          ["provider", "payout_status"], registry=REGISTRY)
@@ -71,6 +75,13 @@ def child(metric: Any, *labels: str) -> Any:
 
 
 def outcome_published(event: Mapping[str, Any]) -> None:
+    try:
+        _outcome_published(event)
+    except Exception:  # counting must never turn a published outcome into a failure
+        log.exception("counting a published event failed")
+
+
+def _outcome_published(event: Mapping[str, Any]) -> None:
     error = event.get("error")
     code = error.get("code") if isinstance(error, Mapping) else event.get("code")
     child(OUTCOMES, str(event.get("event_type", "")), str(code or "")).inc()
@@ -80,6 +91,15 @@ def outcome_published(event: Mapping[str, Any]) -> None:
 
 
 def provider_call(provider: str, answer: object, seconds: float) -> None:
+    """Never raises: it runs between a provider's answer and its return, where an
+    exception would turn a created link into one in doubt."""
+    try:
+        _provider_call(provider, answer, seconds)
+    except Exception:
+        log.exception("counting a provider call failed")
+
+
+def _provider_call(provider: str, answer: object, seconds: float) -> None:
     status = getattr(answer, "status_code", None)
     child(PROVIDER_CALLS, provider, type(answer).__name__.lower(),
           "" if status is None else str(status)).inc()

@@ -398,7 +398,8 @@ class RequestProcessor:
             existing = route_existing(decision.record.connector, request, self.settings)
             if isinstance(existing, Unroutable):
                 # In doubt at a provider we can no longer reach: never a failure.
-                self._park(key, request, f"{existing.code}: {existing.message}")
+                self._park(key, request, f"{existing.code}: {existing.message}",
+                           kind="connector_unreachable")
                 return
             routing = existing
         assert isinstance(routing, Route)
@@ -423,7 +424,7 @@ class RequestProcessor:
         if isinstance(result, InDoubt):
             # The record stays `creating`; the request is acked; the re-drive asks again.
             self._park(key, request, f"in doubt after {result.attempts} attempts "
-                                     f"({result.reason})")
+                                     f"({result.reason})", kind="in_doubt")
             return
         outcome = self._outcome_event(request, record, record.connector, result)
         created = isinstance(result, LinkCreated)
@@ -555,7 +556,9 @@ class RequestProcessor:
         await asyncio.sleep(left)
         require_ownership()
 
-    def _park(self, key: str, request: Mapping[str, Any], reason: str) -> None:
+    def _park(self, key: str, request: Mapping[str, Any], reason: str,
+              kind: str = "unexpected_error") -> None:
+        """Leave the link unresolved; ``kind`` is the metric's bounded label."""
         require_ownership()
         raw = self.unresolved.get(key)
         previous = UnresolvedEntry.from_bytes(raw) if raw is not None else None
@@ -563,7 +566,7 @@ class RequestProcessor:
                        self.settings.unresolved_retry_s, self.settings.unresolved_retry_max_s)
         self.unresolved[key] = entry.to_bytes()
         self.parked += 1
-        metrics.UNRESOLVED.labels(reason.split(":")[0].split(" ")[0][:40]).inc()
+        metrics.child(metrics.UNRESOLVED, kind).inc()
         log.error("ALERT link %s is unresolved (attempt %d: %s); its request is acked, the "
                   "link is re-driven in %.0fs", key, entry.attempts, reason,
                   entry.retry_at - self._clock())
@@ -602,8 +605,11 @@ class RequestProcessor:
     _send = send
 
 
+_INTAKE_LABELS: dict[type, str] = {
+    intake.ValidCancel: "cancel", intake.InvalidCommand: "invalid_command",
+    events.Unparseable: "unparseable", intake.Invalid: "invalid"}
+
+
 def _intake_result(result: object) -> str:
     """The bounded label of an intake result."""
-    return {intake.ValidCancel: "cancel", intake.InvalidCommand: "invalid_command",
-            events.Unparseable: "unparseable", intake.Invalid: "invalid"}.get(
-        type(result), "other")
+    return _INTAKE_LABELS.get(type(result), "other")

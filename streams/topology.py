@@ -22,8 +22,11 @@ from streams.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
-# The tables' names (streams.app); their changelogs are ``{app_id}-{table}-changelog``.
-TABLES = ("payout-links", "payout-links-unresolved")
+# The tables' names, used by streams.app to declare them; their changelogs are
+# ``{app_id}-{table}-changelog``.
+LINK_TABLE = "payout-links"
+UNRESOLVED_TABLE = "payout-links-unresolved"
+TABLES = (LINK_TABLE, UNRESOLVED_TABLE)
 TOPIC_ALREADY_EXISTS = 36  # Kafka's error code: another worker created it first
 
 

@@ -35,6 +35,7 @@ from streams.connectors.base import WebhookRejected, reference_partition
 from streams.connectors.provider import Provider
 from streams.connectors.registry import PROVIDERS
 from streams.link_tracking import REPORT, TrackingMessage
+from streams.web.errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class WebhookCounts:
 
 
 def _refused(code: str, message: str, status: int, field: str | None = None) -> Answer:
-    return Answer(status, {"error": {"code": code, "message": message, "field": field}})
+    return Answer(status, error_body(code, message, field))
 
 
 async def receive(provider_name: str, merchant_id: str, headers: Mapping[str, str],

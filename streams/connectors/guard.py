@@ -80,7 +80,7 @@ class ProviderGuard:
             answer_: T = failure.answer
             return answer_
         except OpenedState:
-            metrics.BREAKER_REFUSALS.labels(self.connector).inc()
+            metrics.child(metrics.BREAKER_REFUSALS, self.connector).inc()
             return Transient(f"circuit_open:{circuit}")
         finally:
             self.circuit_states[circuit] = breaker.context.state

@@ -36,11 +36,7 @@ OUTCOME_TOPICS = (TOPICS.created, TOPICS.failed, TOPICS.dead_letter)
 
 
 async def create_topics(bootstrap: str, partitions: int,
-                        names: Iterable[str] = (TOPICS.requested, TOPICS.routed, TOPICS.created,
-                                                TOPICS.failed, TOPICS.dead_letter,
-                                                TOPICS.status_changed, TOPICS.reports,
-                                                TOPICS.cancel_requested,
-                                                TOPICS.cancel_failed)) -> None:
+                        names: Iterable[str] = TOPICS.all()) -> None:
     """Create the pipeline's topics up front, so partition counts are what we chose."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
