@@ -88,6 +88,20 @@ def record_time_iso(timestamp: float | None) -> str:
         timespec="milliseconds").replace("+00:00", "Z")
 
 
+# A request record with this header (value ``1``) may have a link at its provider that
+# no record remembers: ``reconcile --repair`` re-drives such requests with it, and the
+# processor then looks up by reference before any create (adopting what it finds).
+LOOKUP_FIRST_HEADER = "payout-lookup-first"
+# Set on every record ``redrive`` re-produces from the dead-letter topic: the dead
+# letter's event_id, so a consumer can tell a re-driven record from the original.
+REDRIVE_HEADER = "payout-redrive-of"
+
+
+def lookup_first_requested(headers: Sequence[tuple[str, bytes | None]]) -> bool:
+    """Whether a record's headers ask for lookup-before-create (LOOKUP_FIRST_HEADER)."""
+    return any(name == LOOKUP_FIRST_HEADER and value == b"1" for name, value in headers)
+
+
 def link_key(merchant_id: str, merchant_payout_id: str) -> str:
     return f"{merchant_id}:{merchant_payout_id}"
 

@@ -45,6 +45,9 @@ class Valid:
     routing: Route | Unroutable
     call: Any  # the provider's prepared create call, or None when unroutable
     reference: str = ""  # the link's reference: its table key and its in-flight key
+    # The record carried events.LOOKUP_FIRST_HEADER: look up by reference before any
+    # create even for a link no record remembers (a reconciliation re-drive).
+    lookup_first: bool = False
 
 
 @dataclass(frozen=True)

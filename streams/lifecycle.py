@@ -202,6 +202,9 @@ class StartCreation:
 
     record: LinkRecord
     lookup_first: bool
+    # The record is new: it is written (durably) before any provider call. A new record
+    # may still look up first: a reconciliation re-drive of a link the provider may hold.
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -228,13 +231,16 @@ Decision = StartCreation | Republish | AlreadySettled | Conflict
 
 def decide(record: LinkRecord | None, *, link_key: str, fingerprint: str, connector: str,
            reference: str, source: SourceOffset, started_at: str | None = None,
-           request_event_id: str | None = None) -> Decision:
+           request_event_id: str | None = None, lookup_first: bool = False) -> Decision:
+    """``lookup_first``: the request says a link may already exist for its key though no
+    record remembers one (``reconcile --repair`` re-drives a link the provider holds):
+    a new record then looks up by reference before any create, and adopts what it finds."""
     if record is None:
         return StartCreation(
             LinkRecord(link_key=link_key, status=LinkStatus.CREATING, fingerprint=fingerprint,
                        connector=connector, reference=reference, source=source,
                        started_at=started_at, request_event_id=request_event_id),
-            lookup_first=False,
+            lookup_first=lookup_first, fresh=True,
         )
     if record.fingerprint != fingerprint:
         return Conflict(record)

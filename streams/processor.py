@@ -14,6 +14,7 @@ and its record is acked so the partition moves on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -277,13 +278,16 @@ class RequestProcessor:
         home = home_partition(key, self.settings.partitions)
         rekeyed = source.key != key.encode() or source.partition != home
         metrics.child(metrics.REQUESTS, "rekeyed" if rekeyed else "valid").inc()
+        lookup_first = events.lookup_first_requested(source.headers)
         if rekeyed:
             # Wrong or missing key: re-key so every record of this link meets one owner.
             # The parsed request is re-encoded: bounded by the schema, it always fits
             # the producer's limit, whatever the source record's size.
             await self.in_flight.submit(event, once, partial(
-                self._forward, key, home, orjson.dumps(result.request)))
+                self._forward, key, home, orjson.dumps(result.request), lookup_first))
             return
+        if lookup_first:
+            result = dataclasses.replace(result, lookup_first=True)
         offset = lifecycle.SourceOffset(source.topic, source.partition, source.offset,
                                         source.timestamp)
         # Keyed by the link's reference: its webhooks, polls and cancels (which name the
@@ -375,7 +379,8 @@ class RequestProcessor:
                                     connector=connector,
                                     reference=valid.reference or link_reference(key),
                                     source=source, started_at=events.now_iso(),
-                                    request_event_id=request.get("event_id"))
+                                    request_event_id=request.get("event_id"),
+                                    lookup_first=valid.lookup_first)
         if isinstance(decision, lifecycle.AlreadySettled):
             self._resolved(key)
             return
@@ -393,7 +398,7 @@ class RequestProcessor:
                 field=None, scope=events.REQUEST, discriminator=f"conflict:{fingerprint}",
                 source=source))
             return
-        if decision.lookup_first:
+        if decision.lookup_first and not decision.fresh:
             await self._wait_out_previous_owner(key)
             existing = route_existing(decision.record.connector, request, self.settings)
             if isinstance(existing, Unroutable):
@@ -413,7 +418,7 @@ class RequestProcessor:
                       decision: lifecycle.StartCreation, routing: Route,
                       call: Any, progress: CallCount) -> None:
         record = decision.record
-        if not decision.lookup_first:
+        if decision.fresh:
             require_ownership()
             await self.links.put_durably(  # before any provider call
                 table_key, record.to_bytes(current_epoch()))
@@ -584,8 +589,10 @@ class RequestProcessor:
         topic = self.created if outcome["event_type"] == events.CREATED else self.failed
         await self._publish(topic, key.encode(), outcome)
 
-    async def _forward(self, key: str, partition: int, value: bytes) -> None:
-        await self._send(self.routed, key.encode(), value, partition)
+    async def _forward(self, key: str, partition: int, value: bytes,
+                       lookup_first: bool = False) -> None:
+        await self._send(self.routed, key.encode(), value, partition,
+                         headers=[(events.LOOKUP_FIRST_HEADER, b"1")] if lookup_first else None)
 
     async def _publish(self, topic: TopicT, key: bytes | None, event: Mapping[str, Any]) -> None:
         """Every event this worker emits: JSON value, CloudEvents headers, counted."""

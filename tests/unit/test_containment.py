@@ -376,6 +376,34 @@ async def test_a_recovered_link_is_looked_up_at_the_connector_its_record_names()
     assert created["connector"] == "other"
 
 
+async def test_a_request_re_driven_with_lookup_first_writes_its_record_then_looks_up() -> None:
+    """``reconcile --repair``: a link the provider holds that no record remembers is
+    adopted through a lookup, never created again; the record is durable before it."""
+    settler = FakeSettler()
+    p, topics, links, _ = build(settler)
+    request = valid(1)
+    record = record_for(request, 1)
+    record.message.headers = [(events.LOOKUP_FIRST_HEADER, b"1")]
+    await feed(p, record)
+    assert settler.calls == [True]
+    [(_, created)] = topics["created"].sent
+    assert created["event_id"] == events.deterministic_event_id(key_of(request).decode(),
+                                                                events.CREATED)
+    stored = lifecycle.LinkRecord.from_bytes(links[link_reference(key_of(request).decode())])
+    assert stored.status is lifecycle.LinkStatus.CREATED
+
+
+async def test_a_lookup_first_header_on_a_misrouted_request_travels_with_it() -> None:
+    p, topics, _, _ = build()
+    request = valid(2)
+    record = record_for(request, 1)
+    record.message.partition = (record.message.partition + 1) % PARTITIONS
+    record.message.headers = [(events.LOOKUP_FIRST_HEADER, b"1")]
+    await feed(p, record)
+    [(_, _forwarded)] = topics["routed"].sent
+    assert topics["routed"].headers[-1] == [(events.LOOKUP_FIRST_HEADER, b"1")]
+
+
 # --- fencing: not the owner any more ------------------------------------------------------
 
 

@@ -25,6 +25,20 @@ def test_new_link_starts_creation_without_lookup() -> None:
     assert (decision.record.reference, decision.record.source) == ("pl_REF", SRC)
 
 
+def test_a_new_link_re_driven_by_reconciliation_is_written_then_looked_up_first() -> None:
+    decision = lc.decide(None, link_key="m:p", fingerprint="fp1", connector="razorpay",
+                         reference="pl_REF", source=SRC, lookup_first=True)
+    assert isinstance(decision, lc.StartCreation)
+    assert decision.lookup_first and decision.fresh
+    assert decision.record.status is lc.LinkStatus.CREATING
+
+
+def test_only_a_new_record_is_fresh() -> None:
+    assert isinstance(first := decide(None), lc.StartCreation) and first.fresh
+    again = decide(creating())
+    assert isinstance(again, lc.StartCreation) and not again.fresh
+
+
 def test_record_left_creating_means_unknown_outcome_so_lookup_first() -> None:
     decision = decide(creating(), source=lc.SourceOffset("payout-link-requested", 3, 42))
     assert isinstance(decision, lc.StartCreation) and decision.lookup_first
