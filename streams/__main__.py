@@ -1,5 +1,6 @@
-"""``python -m streams worker`` runs a worker (Faust's CLI) on uvloop; ``config`` and
-``link`` are operator commands (streams.cli) that never start one.
+"""``python -m streams worker`` runs a worker (Faust's CLI) on uvloop; ``config``,
+``link``, ``reconcile`` (and every other command of streams.cli) are operator commands
+that never start one.
 
 Before a worker starts: ``streams.preflight`` refuses (exit 2) a worker that could not
 decode every Kafka codec, the settings are read and checked (a bad value: one line,
@@ -23,7 +24,9 @@ def _refuse(exc: ConfigError) -> None:
     sys.exit(2)
 
 
-if len(sys.argv) > 1 and sys.argv[1] in ("config", "link"):
+from streams.cli import cli as operator_commands  # noqa: E402
+
+if len(sys.argv) > 1 and sys.argv[1] in operator_commands.commands:
     from streams.cli import main as operator_main
 
     sys.exit(operator_main(sys.argv[1:]))

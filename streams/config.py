@@ -194,6 +194,14 @@ class Settings(BaseModel):
         "PAYOUT_POLL_RATE_PER_S",
         "status polls a second per provider per worker (the sweep spreads links due at once)",
         20.0, shown="20")
+    reconcile_rate_per_s: Seconds = variable(
+        "PAYOUT_RECONCILE_RATE_PER_S",
+        "provider calls a second per provider made by `python -m streams reconcile` (lists "
+        "and lookups; each provider's published limit is far above)", 20.0, shown="20")
+    reconcile_concurrency: int = variable(
+        "PAYOUT_RECONCILE_CONCURRENCY",
+        "provider calls in flight at once per provider during a reconciliation", 8, ge=1,
+        le=256)
     reversal_watch_s: Seconds = variable(
         "PAYOUT_REVERSAL_WATCH_S",
         "how long a paid-out link that a reversal could undo (RazorpayX `processed`, Cashgram "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -253,6 +254,15 @@ def link_reference(link_key: str) -> str:
     raw = link_key.encode("utf-8")
     return (f"{REFERENCE_PREFIX}{key_hash(raw):08x}"
             f"{hashlib.sha256(raw).hexdigest()[:23]}")
+
+
+_OURS = re.compile(r"pl2_[0-9a-f]{31}|pl_[0-9a-f]{32}", re.ASCII)
+
+
+def is_our_reference(value: object) -> bool:
+    """Whether a provider-side reference is one this processor makes (either form):
+    how a reconciliation tells our links from others in a provider's list."""
+    return isinstance(value, str) and _OURS.fullmatch(value) is not None
 
 
 def legacy_link_reference(link_key: str) -> str:

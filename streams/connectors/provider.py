@@ -60,7 +60,8 @@ class ProviderClient(Protocol):
     async def lookup(self, reference: str, account: Any, sent: Any = None) -> ProviderOutcome:
         """``sent``: the create call made (or that would be made) for ``reference``, for
         what a provider's lookup answer does not state (Cashgram's expiry), so a new
-        owner's lookup reports the link as the owner that created it did."""
+        owner's lookup reports the link as the owner that created it did; or, where no
+        call exists (reconciliation), a :class:`LinkRef` naming the link's merchant."""
         ...
 
     async def status(self, link: LinkRef, account: Any) -> StatusOutcome:

@@ -148,7 +148,7 @@ class PrismClient:
                      sent: Any = None) -> ProviderOutcome:
         """Get by ``merchant_payout_id``: never creates; only a found payout or NOT_FOUND
         is an answer, anything else proves nothing (:class:`Transient`)."""
-        merchant_id = sent.merchant_id if isinstance(sent, tf.PrismCreate) else ""
+        merchant_id = sent.merchant_id if isinstance(sent, (tf.PrismCreate, LinkRef)) else ""
         answer = await self._call("get", tf.get_request(reference), account, merchant_id,
                                   reference)
         if isinstance(answer, Transient):

@@ -7,9 +7,17 @@ transformers read the answer. A transport failure keeps its meaning: never sent
 """
 from __future__ import annotations
 
-from streams.connectors.base import CancelOutcome, HttpAnswer, HttpCall, LinkRef, StatusOutcome
+from streams.connectors.base import (
+    CancelOutcome,
+    HttpAnswer,
+    HttpCall,
+    LinkRef,
+    StatusOutcome,
+    Transient,
+)
 from streams.connectors.http import HttpProviderClient
-from streams.connectors.razorpay import transformers as tf
+from streams.connectors.ledger import ListAnswer
+from streams.connectors.razorpay import ledger, transformers as tf
 from streams.connectors.razorpay.account import RazorpayAccount
 
 
@@ -20,6 +28,14 @@ class RazorpayClient(HttpProviderClient):
             return call
         answer = await self._send(call, account)
         return tf.read_status(answer, link) if isinstance(answer, HttpAnswer) else answer
+
+    async def list_page(self, account: RazorpayAccount, since: float, until: float,
+                        cursor: str | None) -> ListAnswer:
+        """A page of the links created in ``[since, until]`` (streams.connectors.ledger)."""
+        answer = await self._send(ledger.list_call(since, until, cursor), account)
+        if isinstance(answer, HttpAnswer):
+            return ledger.read_list_page(answer, cursor)
+        return Transient(answer.reason, answer.status_code)  # a read: nothing was changed
 
     async def cancel(self, link: LinkRef, account: RazorpayAccount) -> CancelOutcome:
         call = tf.cancel_call(link)

@@ -270,6 +270,16 @@ class RazorpayConnector:
         return _link_from_entity(oldest, sent)
 
 
+def parse_json(body: bytes) -> Any:
+    """A body's JSON, or None when it is not JSON."""
+    return _json(body)
+
+
+def error_outcome(answer: HttpAnswer) -> ProviderOutcome:
+    """An error answer in the outcome algebra (the ledger reads lists with it too)."""
+    return _error_outcome(answer)
+
+
 def _json(body: bytes) -> Any:
     try:
         return orjson.loads(body)

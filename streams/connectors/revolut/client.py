@@ -30,6 +30,8 @@ from streams.connectors.base import (
     Unknown,
 )
 from streams.connectors.http import AuthUnavailable, TokenCache
+from streams.connectors.ledger import ListAnswer
+from streams.connectors.revolut import ledger
 from streams.connectors.revolut.account import RevolutAccount
 from streams.connectors.revolut.transformers import (
     CredentialsRefused,
@@ -219,6 +221,19 @@ class RevolutClient:
         log.warning("revolut lookup of %s: more than %d pages in the window", reference,
                     self._max_pages)
         return Transient("lookup_window_too_large")
+
+    async def list_page(self, account: RevolutAccount, since: float, until: float,
+                        cursor: str | None) -> ListAnswer:
+        """A page of the links created in ``[since, until]`` (streams.connectors.ledger)."""
+        self.list_calls += 1
+        answer = await self._send(ledger.list_call(until, cursor), account)
+        if isinstance(answer, _Refused):
+            return _credentials_refused(answer)
+        if isinstance(answer, Unknown):  # a read that got no answer: nothing was changed
+            return Transient(f"list_{answer.reason}", answer.status_code)
+        if isinstance(answer, Transient):
+            return answer
+        return ledger.read_list_page(answer, since, cursor)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -168,6 +168,21 @@ def format_timestamp_us(us: int) -> str:
     return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def provider_timestamp_us(value: Any) -> int | None:
+    """A provider timestamp in microseconds, or None when it is not a plausible one."""
+    return _provider_timestamp_us(value)
+
+
+def parse_json(body: bytes) -> Any:
+    """A body's JSON, or None when it is not JSON."""
+    return _json(body)
+
+
+def lookup_error(answer: HttpAnswer) -> Transient:
+    """A read's error answer: it proves nothing (the ledger's lists use it too)."""
+    return _lookup_error(answer)
+
+
 def _provider_timestamp_us(value: Any) -> int | None:
     """A provider timestamp, or None when it is not a plausible one (years 2000-2999)."""
     if not isinstance(value, str) or len(value) > 64:
