@@ -201,7 +201,10 @@ _SCRIPT = """
   svg.appendChild(axis);
   [0, buckets.length - 1].forEach(function (i) {
     const t = document.createElementNS(ns, "text");
-    t.setAttribute("x", left + i * step); t.setAttribute("y", height - bottom + 16);
+    const last = i > 0 && i === buckets.length - 1;
+    t.setAttribute("x", last ? width - 2 : left + i * step);
+    t.setAttribute("text-anchor", last ? "end" : "start");
+    t.setAttribute("y", height - bottom + 16);
     t.setAttribute("font-size", "11"); t.textContent = buckets[i].start; svg.appendChild(t);
   });
   document.getElementById("chart").appendChild(svg);
