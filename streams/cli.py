@@ -208,6 +208,68 @@ def replay(to_datetime: str | None, to_offset: int | None, to_earliest: bool,
     click.echo(f"moved {len(moves)} partition(s)")
 
 
+@cli.command()
+@click.option("--since", default=None, help="Dead letters from this RFC 3339 time [default: all].")
+@click.option("--until", default=None, help="Dead letters up to this RFC 3339 time [default: now].")
+@click.option("--code", "codes", multiple=True,
+              help="Only this error code (unparseable, processing_error, ...; repeatable).")
+@click.option("--source-topic", "sources", multiple=True,
+              help="Only dead letters of records from this topic (repeatable).")
+@click.option("--limit", default=50, show_default=True, help="Previews printed.")
+@click.option("--execute", is_flag=True,
+              help="Re-produce the selected records; without it, only list them (a dry run).")
+@click.option("--confirm", "confirm", default=None, type=int,
+              help="With --execute: the number of dead letters you expect to re-drive.")
+def redrive(since: str | None, until: str | None, codes: tuple[str, ...],
+            sources: tuple[str, ...], limit: int, execute: bool, confirm: int | None) -> None:
+    """List dead letters, and re-produce chosen ones to their source topic.
+
+    Each record goes back with its original key, value, headers and partition, plus a
+    payout-redrive-of header naming its dead letter. Exit 0 when listed or re-driven,
+    2 for bad arguments (or a --confirm that is not the count selected), 3 when the
+    broker could not be read, 6 when an original could not be re-driven whole.
+    """
+    from streams import redrive as redriving
+
+    since_ms = _instant(since, "--since") if since else 0
+    until_ms = _instant(until, "--until") if until else int(time.time() * 1000)
+    settings = _settings_or_exit("redrive")
+
+    async def select() -> list[redriving.DeadLetter]:
+        return [letter async for letter in redriving.letters(
+            settings, since_ms, until_ms, codes=frozenset(codes), sources=frozenset(sources))]
+
+    try:
+        chosen = asyncio.run(select())
+        by_code: dict[str, int] = {}
+        for letter in chosen:
+            by_code[letter.code] = by_code.get(letter.code, 0) + 1
+        click.echo(f"{len(chosen)} dead letter(s) selected"
+                   + (f" ({', '.join(f'{n} {c}' for c, n in sorted(by_code.items()))})"
+                      if by_code else ""))
+        for letter in chosen[:limit]:
+            click.echo("  " + letter.preview())
+        if len(chosen) > limit:
+            click.echo(f"  … {len(chosen) - limit} more (--limit)")
+        if not execute:
+            click.echo(f"dry run: nothing re-driven (add --execute --confirm {len(chosen)})")
+            return
+        if confirm != len(chosen):
+            click.echo(f"payout redrive: --confirm {confirm} is not the {len(chosen)} selected: "
+                       "nothing re-driven", err=True)
+            raise SystemExit(2)
+        sent = asyncio.run(redriving.redrive(settings, chosen))
+    except KafkaError as exc:
+        click.echo(f"payout redrive: the broker at {settings.bootstrap_servers} could not be "
+                   f"read: {type(exc).__name__}", err=True)
+        raise SystemExit(3) from None
+    click.echo(f"re-driven {len(sent.redriven)} ({len(sent.from_dead_letter)} from the dead "
+               f"letter's own copy: the original was gone); {len(sent.refused)} refused: the "
+               "original is gone and the dead letter holds only part of it")
+    if sent.refused:
+        raise SystemExit(6)
+
+
 def _settings_or_exit(command: str) -> Settings:
     try:
         return load_settings()

@@ -215,18 +215,13 @@ class Republish:
 
 
 @dataclass(frozen=True)
-class AlreadySettled:
-    """The very record that produced a published outcome, redelivered after a restart."""
-
-
-@dataclass(frozen=True)
 class Conflict:
     """Same link key, different content: fail this request, leave the link alone."""
 
     existing: LinkRecord
 
 
-Decision = StartCreation | Republish | AlreadySettled | Conflict
+Decision = StartCreation | Republish | Conflict
 
 
 def decide(record: LinkRecord | None, *, link_key: str, fingerprint: str, connector: str,
@@ -245,9 +240,10 @@ def decide(record: LinkRecord | None, *, link_key: str, fingerprint: str, connec
     if record.fingerprint != fingerprint:
         return Conflict(record)
     if record.status in TERMINAL:
+        # Every record of a settled link, the one that settled it included (a
+        # redelivery after a crash, a replay of the topic), gets the stored outcome
+        # again: the same event id and bytes (DESIGN.md rule 5), never a provider call.
         assert record.outcome is not None
-        if record.outcome_published and record.source == source:
-            return AlreadySettled()
         return Republish(record.outcome)
     # creating: an earlier attempt (this worker before a crash, or another worker
     # before a rebalance) may have reached the provider. Find out before creating.

@@ -381,9 +381,6 @@ class RequestProcessor:
                                     source=source, started_at=events.now_iso(),
                                     request_event_id=request.get("event_id"),
                                     lookup_first=valid.lookup_first)
-        if isinstance(decision, lifecycle.AlreadySettled):
-            self._resolved(key)
-            return
         if isinstance(decision, lifecycle.Republish):
             await self._publish_outcome(key, decision.outcome)
             if record is not None and not record.outcome_published:

@@ -25,7 +25,7 @@ class HeldLink:
     connector_status: str
     amount_minor: int | None  # None: the provider's answer does not state it
     currency: str | None
-    created_at: float | None  # unix seconds, when the provider states it
+    created_at_ms: int | None  # when the provider created it (unix ms), where stated
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def from_outcome(value: bytes | None, where: Coordinates) -> Fact | None:
 
 def held(reference: str, connector: str, link: HeldLink, settled: bool) -> Fact:
     """``settled``: the provider is done moving the link (final, or paid out)."""
-    return Fact(reference, Kind.HELD, int((link.created_at or 0) * 1000), {
+    return Fact(reference, Kind.HELD, link.created_at_ms or 0, {
         "cn": connector, "id": link.connector_payout_id, "s": link.connector_status,
         "a": link.amount_minor, "c": link.currency, "fin": settled})
 

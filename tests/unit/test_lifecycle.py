@@ -51,10 +51,12 @@ def test_duplicate_of_settled_link_republishes_the_same_outcome() -> None:
     assert decision == lc.Republish(outcome)
 
 
-def test_redelivered_record_whose_outcome_was_published_does_nothing() -> None:
-    record = lc.published(lc.settled(creating(), {"event_id": "e"}, created=True,
-                                     provider_calls=1))
-    assert isinstance(decide(record), lc.AlreadySettled)
+def test_the_very_record_that_settled_the_link_republishes_its_outcome_when_read_again(
+) -> None:
+    """A redelivery after a crash, or a replay: the stored outcome, not nothing."""
+    outcome = {"event_id": "e", "event_type": "payout-link-created"}
+    record = lc.published(lc.settled(creating(), outcome, created=True, provider_calls=1))
+    assert decide(record) == lc.Republish(outcome)
 
 
 def test_outcome_stored_but_not_published_is_published_on_redelivery() -> None:

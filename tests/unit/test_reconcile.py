@@ -214,7 +214,7 @@ def test_a_razorpay_page_keeps_our_links_and_pages_on_by_skip() -> None:
                                           "items": items})), "200")
     assert isinstance(page, ListPage)
     assert len(page.links) == 50 and page.next_cursor == "300" and page.items == 100
-    assert page.links[0].amount_minor == 1001 and page.links[0].created_at == 1_800_000_001
+    assert page.links[0].amount_minor == 1001 and page.links[0].created_at_ms == 1_800_000_001_000
     last = razorpay_ledger.read_list_page(
         HttpAnswer(200, {}, orjson.dumps({"items": items[:3]})), "300")
     assert isinstance(last, ListPage) and last.next_cursor is None

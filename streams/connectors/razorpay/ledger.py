@@ -39,7 +39,7 @@ def held_link(entity: Any) -> HeldLink | None:
                     connector_status=status,
                     amount_minor=amount if type(amount) is int else None,
                     currency=currency if isinstance(currency, str) else None,
-                    created_at=float(created) if type(created) is int else None)
+                    created_at_ms=created * 1000 if type(created) is int else None)
 
 
 def read_list_page(answer: HttpAnswer, cursor: str | None) -> ListAnswer:

@@ -48,7 +48,7 @@ def held_link(entity: Any) -> HeldLink | None:
                     connector_status=state,
                     amount_minor=minor_amount(entity.get("amount"), currency),
                     currency=currency if isinstance(currency, str) else None,
-                    created_at=created / _US if created is not None else None)
+                    created_at_ms=created // 1000 if created is not None else None)
 
 
 def read_list_page(answer: HttpAnswer, since: float, cursor: str | None) -> ListAnswer:
