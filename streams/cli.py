@@ -147,6 +147,8 @@ def reconcile(since: str, until: str | None, grace: float, merchants: tuple[str,
         raise SystemExit(report.EXIT_UNAVAILABLE) from None
     tally = result.tally
     click.echo(tally.verdict())
+    if tally.unverified_line():
+        click.echo(f"  {tally.unverified_line()}")
     for name, path in result.files.items():
         click.echo(f"  {name}: {path}")
     if repair:

@@ -70,8 +70,7 @@ def from_request(value: bytes | None, where: Coordinates) -> Fact | None:
     return Fact(link_reference(key), Kind.REQUEST, where.timestamp_ms, {
         "k": key, "m": parsed.get("merchant_id"),
         "a": amount.get("minor_amount"), "c": amount.get("currency"),
-        "n": parsed.get("connector"), "f": events.request_fingerprint(parsed),
-        "t": where.topic, "p": where.partition, "o": where.offset})
+        "n": parsed.get("connector"), "t": where.topic, "p": where.partition, "o": where.offset})
 
 
 def from_outcome(value: bytes | None, where: Coordinates) -> Fact | None:

@@ -25,6 +25,7 @@ from streams.reconcile.classify import (
     MATCHED,
     MONEY_DANGER,
     REQUEST_FAILED,
+    UNVERIFIED,
     Finding,
 )
 from streams.reconcile.holdings import Coverage
@@ -58,6 +59,7 @@ class Tally:
     rows: list[dict[str, Any]] = field(default_factory=list)
     exception_rows: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)  # "topic: code" -> count
+    unverified: Counter[str] = field(default_factory=Counter)  # "provider: why" -> links
     records: Counter[str] = field(default_factory=Counter)  # topic -> records read
     coverage: list[Coverage] = field(default_factory=list)
     seconds: float = 0.0
@@ -74,6 +76,9 @@ class Tally:
     def add(self, finding: Finding, out: csv.writer | None = None) -> None:  # type: ignore[valid-type]
         self.links += 1
         bucket = min(self.buckets - 1, max(0, (finding.at_ms - self.since_ms) // self.bucket_ms))
+        if UNVERIFIED in finding.classes:
+            self.unverified[f"{finding.connector}: "
+                            f"{finding.detail.get('unverified_because')}"] += 1
         for name in finding.classes:
             self.classes[name] += 1
             self.timeline[bucket][name] += 1
@@ -110,6 +115,13 @@ class Tally:
         return (f"reconcile {iso(self.since_ms)}..{iso(self.until_ms)}: {state}: {self.links} "
                 f"links: {counts}; {dead} dead letters")
 
+    def unverified_line(self) -> str | None:
+        """Why links could not be checked at their provider, when some could not."""
+        if not self.unverified:
+            return None
+        return "unverified because: " + ", ".join(
+            f"{n} {why}" for why, n in self.unverified.most_common(5))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict(),
@@ -127,6 +139,7 @@ class Tally:
             "providers": [asdict(c) for c in self.coverage],
             "records_read": dict(sorted(self.records.items())),
             "dead_letters": dict(sorted(self.dead_letters.items())),
+            "unverified_because": dict(self.unverified.most_common()),
             "exceptions": {"rows": self.exception_rows, "shown": len(self.rows),
                            "items": self.rows},
             "seconds": round(self.seconds, 3),
