@@ -63,6 +63,7 @@ class Tally:
     records: Counter[str] = field(default_factory=Counter)  # topic -> records read
     coverage: list[Coverage] = field(default_factory=list)
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
     peak_rss_mb: float = 0.0
 
     def __post_init__(self) -> None:
@@ -143,6 +144,7 @@ class Tally:
             "exceptions": {"rows": self.exception_rows, "shown": len(self.rows),
                            "items": self.rows},
             "seconds": round(self.seconds, 3),
+            "phases": self.phases,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
         }
 

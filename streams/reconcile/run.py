@@ -73,10 +73,15 @@ class Progress:
         self._done = 0
         self._total: int | None = None
         self._last_line = 0.0
+        self._started = 0.0
+        self.seconds: dict[str, float] = {}  # phase -> wall seconds (the bench reads them)
 
     def phase(self, name: str, total: int | None = None) -> None:
+        resumed = name == self._phase  # its size became known: the same phase goes on
+        started = self._started
         self.close()
         self._phase, self._done, self._total = name, 0, total
+        self._started = started if resumed else time.monotonic()
         self._last_line = time.monotonic()
         if self.bar_mode:
             self._bar = tqdm(total=total, desc=name, unit="rec", file=self.stream,
@@ -101,6 +106,8 @@ class Progress:
             print(f"reconcile: {self._phase}: {self._done}{of}", file=self.stream, flush=True)
 
     def close(self) -> None:
+        if self._phase:
+            self.seconds[self._phase] = time.monotonic() - self._started
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -147,6 +154,7 @@ async def reconcile(settings: Settings, opts: Options, *,
         await holdings.aclose()
         store.close()
     tally.seconds = time.monotonic() - started
+    tally.phases = {name: round(s, 3) for name, s in progress.seconds.items()}
     tally.peak_rss_mb = peak_rss_mb()
     report.write_json(tally, result.files["json"])
     report.write_html(tally, result.files["html"])

@@ -584,3 +584,18 @@ async def test_an_outage_answers_every_api_call_with_its_5xx_until_cleared(sim: 
     assert (await sim.client.get("/_sim/ledger")).json()["by_receipt"] == {}  # nothing created
     await sim.configure(outage_status=0)
     assert (await sim.client.post(LINKS, json=body())).status_code == 200
+
+
+async def test_seeded_links_page_by_window_and_skip_newest_first(sim: Sim) -> None:
+    """The list pages a time window by skip from an index (reconciliation at scale)."""
+    base = 1_800_000_000
+    seeded = [[f"r{i}", 100 + i, base + i] for i in range(250)]
+    answer = await sim.client.post("/_sim/links/seed", json={"links": seeded})
+    assert len(answer.json()["ids"]) == 250
+    page = (await sim.client.get(LINKS, params={"from": base + 50, "to": base + 199,
+                                                "count": 100, "skip": 100})).json()
+    assert [i["receipt"] for i in page["items"]] == [f"r{i}" for i in range(99, 49, -1)]
+    assert page["items"][0]["amount"] == 199
+    first = (await sim.client.get(LINKS, params={"from": base + 50, "to": base + 199,
+                                                 "count": 100})).json()
+    assert [i["receipt"] for i in first["items"]] == [f"r{i}" for i in range(199, 99, -1)]

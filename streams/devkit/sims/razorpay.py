@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import bisect
 import binascii
 import hashlib
 import hmac
@@ -546,12 +547,22 @@ class PayoutLinkSimulator:
     def _reset_state(self) -> None:
         self.links: dict[str, _Link] = {}
         self.by_receipt: dict[str, list[str]] = {}
+        # account -> (created_at, id) of its links in creation order: list pages by time
+        # window and skip in O(log n + count), as an indexed API would, not by a scan.
+        self._order: dict[str, tuple[list[int], list[str]]] = {}
         self.idempotency: dict[tuple[str, str], tuple[Any, str]] = {}
         self.contacts: dict[str, dict[str, Any]] = {}
         self._contact_by_details: dict[tuple[Any, ...], str] = {}
         self.stats = _Stats()
         self._fault_rng.seed(self.config.seed)
         self.webhooks.reset(self.config.seed)
+
+    def _index(self, account: str, created_at: int, link_id: str) -> None:
+        created, ids = self._order.setdefault(account, ([], []))
+        if created and created_at < created[-1]:
+            created_at = created[-1]  # the clock stepped back: keep the order (a second)
+        created.append(created_at)
+        ids.append(link_id)
 
     def reset(self, *, config: bool = False) -> None:
         """Forget all links, counters and webhook records (and optionally runtime config changes)."""
@@ -889,6 +900,7 @@ class PayoutLinkSimulator:
         }
         link = _Link(entity, account)
         self.links[link_id] = link
+        self._index(account, entity["created_at"], link_id)
         if receipt is not None:
             ids = self.by_receipt.get(receipt)
             if ids is None:
@@ -993,6 +1005,9 @@ class PayoutLinkSimulator:
         eq = [(_EQ_FILTERS[k], v) for k, v in query.items() if k in _EQ_FILTERS]
         phone, email = query.get("contact_phone_number"), query.get("contact_email")
 
+        if account is not None and not eq and phone is None and email is None \
+                and "id" not in query and "receipt" not in query:
+            return self._respond(200, self._list_page(account, t_from, t_to, skip, count))
         if "id" in query:
             candidates: Any = [query["id"]]
         elif "receipt" in query:
@@ -1023,6 +1038,45 @@ class PayoutLinkSimulator:
             if len(items) >= count:
                 break
         return self._respond(200, {"entity": "collection", "count": len(items), "items": items})
+
+    def _list_page(self, account: str, t_from: int | None, t_to: int | None, skip: int,
+                   count: int) -> dict[str, Any]:
+        """A page of the account's links in a ``from``/``to`` window, newest first."""
+        created, ids = self._order.get(account, ([], []))
+        hi = bisect.bisect_right(created, t_to) if t_to is not None else len(created)
+        lo = bisect.bisect_left(created, t_from) if t_from is not None else 0
+        now = time.time()
+        first = hi - 1 - skip
+        items = [self._refresh(self.links[ids[i]], now)
+                 for i in range(first, max(lo, first - count + 1) - 1, -1)]
+        return {"entity": "collection", "count": len(items), "items": items}
+
+    async def sim_seed(self, request: web.Request) -> web.Response:
+        """``{"links": [[receipt, amount_paise, created_at], ...]}``: links made as if
+        created at those times (non-decreasing), for reconciliation at scale; answers
+        their ids. The first account's unless ``account_number`` names another."""
+        body = orjson.loads(await request.read())
+        account = body.get("account_number") or next(iter(self._creds.values()))[1]
+        made = []
+        for receipt, amount, created_at in body["links"]:
+            link_id = self._new_id("poutlk_", self.links)
+            entity = {
+                "id": link_id, "entity": "payout_link",
+                "contact": {"id": "cont_seeded", "entity": "contact", "name": "Seeded Payee",
+                            "contact": None, "email": "payee@example.com", "type": None},
+                "contact_id": "cont_seeded", "fund_account_id": None, "payout_id": None,
+                "purpose": "refund", "status": "issued", "amount": int(amount),
+                "currency": "INR", "description": "seeded",
+                "short_url": f"http://{request.host}/l/{link_id[7:]}",
+                "send_sms": False, "send_email": False, "created_at": int(created_at),
+                "cancelled_at": None, "attempt_count": 0, "receipt": receipt, "notes": [],
+                "expire_by": None, "expired_at": None,
+            }
+            self.links[link_id] = _Link(entity, account)
+            self._index(account, int(created_at), link_id)
+            self.by_receipt.setdefault(receipt, []).append(link_id)
+            made.append(link_id)
+        return web.Response(body=orjson.dumps({"ids": made}), headers=_JSON_HEADERS)
 
     async def short_url(self, request: web.Request) -> web.Response:
         """The page a recipient would open; plain text so a human can see the state."""
@@ -1133,6 +1187,7 @@ class PayoutLinkSimulator:
         r.add_post("/_sim/reset", self.sim_reset)
         r.add_route("GET", "/_sim/config", self.sim_config)
         r.add_route("POST", "/_sim/config", self.sim_config)
+        r.add_post("/_sim/links/seed", self.sim_seed)
         r.add_post("/_sim/links/{link_id}/status", self.sim_set_status)
         r.add_post("/_sim/links/{link_id}/lifecycle", self.sim_lifecycle)
         add_lifecycle_routes(r, "/_sim", self.walker, self.webhooks)
