@@ -54,8 +54,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import bisect
 import binascii
+import bisect
 import hashlib
 import hmac
 import json
