@@ -134,22 +134,27 @@ class Holdings:
 
     # --- 1. listing ---------------------------------------------------------------
 
-    def _accounts(self, provider: str, merchants: set[str]) -> list[Any]:
-        """Every distinct account at ``provider``: the window's merchants' and every
-        configured one (an orphan's merchant may have sent nothing in the window)."""
+    def _accounts(self, provider: str, merchants: set[str], every: bool) -> list[Any]:
+        """Every distinct account at ``provider``: the window's merchants' and, unless the
+        run is about some merchants only, every configured one (an orphan's merchant may
+        have sent nothing in the window)."""
         found: list[Any] = []
         candidates = [self.settings.account(m, provider) for m in sorted(merchants)]
-        candidates += [accounts.get(provider) for accounts in self.settings.credentials.values()]
+        if every:
+            candidates += [accounts.get(provider)
+                           for accounts in self.settings.credentials.values()]
         for account in candidates:
             if account is not None and account not in found:
                 found.append(account)
         return found
 
-    async def list_window(self, since: float, until: float, merchants: Mapping[str, set[str]]
-                          ) -> None:
+    async def list_window(self, since: float, until: float, merchants: Mapping[str, set[str]],
+                          *, providers: frozenset[str] = frozenset(),
+                          every_account: bool = True) -> None:
         jobs = [self._list_account(name, account, since, until)
-                for name, client in self.clients.items() if isinstance(client, LinkListing)
-                for account in self._accounts(name, merchants.get(name, set()))]
+                for name, client in self.clients.items()
+                if isinstance(client, LinkListing) and (not providers or name in providers)
+                for account in self._accounts(name, merchants.get(name, set()), every_account)]
         await asyncio.gather(*jobs)
         self.store.flush()
 
@@ -180,10 +185,10 @@ class Holdings:
 
     # --- 2. per reference ---------------------------------------------------------
 
-    def plan_asks(self) -> dict[str, set[str]]:
+    def plan_asks(self, providers: frozenset[str] = frozenset()) -> dict[str, set[str]]:
         """Write every link the providers must be asked about (its request, created or
         link-failed event says a link may exist) to the ``asks`` table; the merchants
-        per provider, for listing."""
+        per provider, for listing. ``providers``: only these (all when empty)."""
         db = self.store.db
         db.execute("DROP TABLE IF EXISTS asks")
         db.execute("CREATE TABLE asks (ref TEXT PRIMARY KEY, lookup_ref TEXT, connector TEXT, "
@@ -198,6 +203,8 @@ class Holdings:
                 unroutable += 1
                 continue
             connector, merchant = where
+            if providers and connector not in providers:
+                continue
             merchants.setdefault(connector, set()).add(merchant)
             stated = next((str(x.data["r"]) for x in facts_
                            if x.kind is Kind.CREATED and x.data.get("r")), reference)

@@ -135,13 +135,13 @@ async def reconcile(settings: Settings, opts: Options, *,
     try:
         await _read_topics(settings, opts, store, tally, progress)
         progress.phase("planning provider checks")
-        merchants = holdings.plan_asks()
-        if opts.providers:
-            merchants = {p: m for p, m in merchants.items() if p in opts.providers}
+        merchants = holdings.plan_asks(opts.providers)
         if opts.ask_providers:
             progress.phase("listing provider windows")
             await holdings.list_window(opts.since_ms / 1000 - PROVIDER_SKEW_S,
-                                       (opts.until_ms + opts.grace_ms) / 1000, merchants)
+                                       (opts.until_ms + opts.grace_ms) / 1000, merchants,
+                                       providers=opts.providers,
+                                       every_account=not opts.merchants)
             progress.phase("asking providers per link", holdings.planned())
             await holdings.ask_unlisted()
         tally.coverage = [c for c in holdings.coverage.values()
@@ -225,7 +225,8 @@ async def _classify(store: FactStore, opts: Options, tally: report.Tally, result
             progress.tick(len(facts_))
             finding = classify(reference, facts_, in_scope)
             if finding is None or (opts.providers and finding.connector is not None
-                                   and finding.connector not in opts.providers):
+                                   and finding.connector not in opts.providers) or (
+                    opts.merchants and finding.merchant_id not in opts.merchants):
                 continue
             tally.add(finding, writer)
             if repairable(finding):

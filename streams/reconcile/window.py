@@ -8,14 +8,17 @@ so each record's own timestamp is checked as well.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 FETCH_MAX_RECORDS = 5_000
+STALL_S = 60.0  # no record for this long while offsets remain: the broker is not serving
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,15 @@ async def read(bootstrap: str, topic: str, since_ms: int, until_ms: int, *,
         consumer.assign([TopicPartition(topic, p) for p in todo])
         for span in todo.values():
             consumer.seek(TopicPartition(topic, span.partition), span.start)
+        progressed = time.monotonic()
         while todo:
+            if time.monotonic() - progressed > STALL_S:
+                raise KafkaTimeoutError(f"{topic}: no record for {STALL_S:.0f} s while "
+                                        f"{len(todo)} partition(s) still had offsets to read")
             batches = await consumer.getmany(*(TopicPartition(topic, p) for p in todo),
                                              timeout_ms=1000, max_records=FETCH_MAX_RECORDS)
+            if batches:
+                progressed = time.monotonic()
             for tp, records in batches.items():
                 if tp.partition not in todo:
                     continue

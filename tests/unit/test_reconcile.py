@@ -361,3 +361,35 @@ def test_the_html_report_renders_its_chart_and_numbers_in_chromium(tmp_path: Pat
     subprocess.run([browser, *flags, "--window-size=1100,900", f"--screenshot={shot}",
                     page.as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000  # a drawn page, not a blank one
+
+
+# --- the commands' arguments -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["reconcile", "--since", "yesterday"], "--since"),
+    (["reconcile", "--since", "2026-12-07T10:00:00"], "no offset"),
+    (["reconcile", "--since", "2026-12-07T10:00:00Z", "--until", "2026-12-07T09:00:00Z"],
+     "ends before it starts"),
+    (["reconcile", "--since", "2026-12-07T10:00:00Z", "--provider", "paypal"], "paypal"),
+    (["replay"], "exactly one of"),
+    (["replay", "--to-earliest", "--to-offset", "3"], "exactly one of"),
+    (["redrive", "--since", "soon"], "--since"),
+])
+def test_bad_arguments_get_one_clear_line_and_exit_2(argv: list[str], needle: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_bad_configuration_stops_reconcile_with_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main
+
+    monkeypatch.setenv("PAYOUT_RECONCILE_RATE_PER_S", "fast")
+    assert main(["reconcile", "--since", "2026-12-07T10:00:00Z"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "PAYOUT_RECONCILE_RATE_PER_S" in err[0]
