@@ -35,6 +35,7 @@ from streams.connectors.base import link_reference
 from streams.connectors.registry import PROVIDERS
 from streams.devkit.broker import broker_from_environment
 from streams.devkit.harness import REPO_ROOT, TOPICS, create_topics
+from streams.devkit.runinfo import add_table_row, git_commit
 from streams.devkit.sims.razorpay import RazorpaySimulatorProcess
 from streams.devkit.traffic import valid_request
 
@@ -57,24 +58,6 @@ pipeline.
 | run (UTC) | commit | machine | link keys | records read | wall s | read s | list s (pages) | classify s | peak RSS MB | join MB | verdict |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 """
-
-
-def add_doc_row(path: Path, row: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if TABLE_START not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION
-    lines = text.splitlines()
-    end = next(i for i, ln in enumerate(lines) if ln.startswith(TABLE_START)) + 1
-    while end + 1 < len(lines) and lines[end + 1].startswith("|"):
-        end += 1
-    lines.insert(end + 1, row)
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _commit() -> str:
-    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
-    return done.stdout.strip() or "?"
 
 
 def _links(keys: int, run: str) -> list[tuple[str, str, int]]:
@@ -167,10 +150,11 @@ def run_size(keys: int, workdir: Path) -> dict[str, Any]:
         return {
             "keys": keys, "records": sum(report["records_read"].values()),
             "wall_s": report["seconds"],
-            "read_s": sum(v for k, v in phases.items() if k.startswith("reading")),
-            "list_s": phases.get("listing provider windows", 0.0),
+            "read_s": sum(v["seconds"] for k, v in phases.items() if k.startswith("reading")),
+            "list_s": phases.get("listing provider windows", {}).get("seconds", 0.0),
             "pages": provider_row["pages"],
-            "classify_s": phases.get("classifying", 0.0),
+            "classify_s": phases.get("classifying", {}).get("seconds", 0.0),
+            "phases": phases,
             "rss_mb": report["peak_rss_mb"],
             "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             "join_mb": largest[0] / 1e6, "verdict": "PASS" if ok else "FAIL",
@@ -194,14 +178,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"(read {result['read_s']:.1f}s, list {result['list_s']:.1f}s in "
                   f"{result['pages']} pages, classify {result['classify_s']:.1f}s), peak RSS "
                   f"{result['rss_mb']:.0f} MB, join {result['join_mb']:.0f} MB", flush=True)
+            print("  peak RSS MB after each phase: " + ", ".join(
+                f"{name} {v['peak_rss_mb']}" for name, v in result["phases"].items()))
             if not args.no_doc:
                 stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
-                add_doc_row(DOC, (
-                    f"| {stamp} | `{_commit()}` | {m['nproc']}× {m['cpu'][:20]}, load "
+                add_table_row(DOC, (
+                    f"| {stamp} | `{git_commit()}` | {m['nproc']}× {m['cpu'][:20]}, load "
                     f"{m['load_avg_1m_at_end']} | {keys} | {result['records']} | "
                     f"{result['wall_s']:.1f} | {result['read_s']:.1f} | {result['list_s']:.1f} "
                     f"({result['pages']}) | {result['classify_s']:.1f} | {result['rss_mb']:.0f} | "
-                    f"{result['join_mb']:.0f} | {result['verdict']} |"))
+                    f"{result['join_mb']:.0f} | {result['verdict']} |"), TABLE_START, SECTION)
     return 0 if all(r["verdict"] == "PASS" for r in rows) else 1
 
 

@@ -1,4 +1,5 @@
-"""What every measuring tool (bench, soak) records about its run: the tree and /proc CPU."""
+"""What every measuring tool (bench, soak) records about its run: the tree and /proc CPU,
+and the one way a run's row joins its table in docs/benchmarks.md."""
 from __future__ import annotations
 
 import os
@@ -33,3 +34,17 @@ def proc_cpu_seconds(pid: int | None) -> float | None:
         return None
     fields = stat[stat.rfind(b")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def add_table_row(path: Path, row: str, table_start: str, section: str) -> None:
+    """``row`` as the last row of the table whose header line starts ``table_start``;
+    ``section`` (heading, prose, header) is appended first when the table is missing."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if table_start not in text:
+        text = text.rstrip("\n") + "\n\n" + section
+    lines = text.splitlines()
+    end = next(i for i, ln in enumerate(lines) if ln.startswith(table_start)) + 1
+    while end + 1 < len(lines) and lines[end + 1].startswith("|"):
+        end += 1
+    lines.insert(end + 1, row)
+    path.write_text("\n".join(lines) + "\n")

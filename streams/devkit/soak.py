@@ -110,7 +110,7 @@ from streams.devkit.harness import (
     outcome_key,
     stop_consuming,
 )
-from streams.devkit.runinfo import CLK_TCK, git_commit, proc_cpu_seconds
+from streams.devkit.runinfo import CLK_TCK, add_table_row, git_commit, proc_cpu_seconds
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import demo_worker_env, key_of
 from streams.preflight import require_codecs
@@ -423,15 +423,7 @@ not a backlog.
 
 def add_doc_row(path: Path, row: str) -> None:
     """``row`` as the last row of the Soak table; the section is appended if missing."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if TABLE_START not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION
-    lines = text.splitlines()
-    end = next(i for i, ln in enumerate(lines) if ln.startswith(TABLE_START)) + 1
-    while end + 1 < len(lines) and lines[end + 1].startswith("|"):
-        end += 1
-    lines.insert(end + 1, row)
-    path.write_text("\n".join(lines) + "\n")
+    add_table_row(path, row, TABLE_START, SECTION)
 
 
 # --- measuring -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import orjson
 
 from streams.reconcile.facts import Fact, Kind
 
-CACHE_MB = 64
+CACHE_MB = 16
 BATCH = 10_000
 
 

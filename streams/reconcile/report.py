@@ -63,7 +63,7 @@ class Tally:
     records: Counter[str] = field(default_factory=Counter)  # topic -> records read
     coverage: list[Coverage] = field(default_factory=list)
     seconds: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
+    phases: dict[str, dict[str, float | None]] = field(default_factory=dict)  # seconds, RSS
     peak_rss_mb: float = 0.0
 
     def __post_init__(self) -> None:

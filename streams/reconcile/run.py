@@ -75,6 +75,7 @@ class Progress:
         self._last_line = 0.0
         self._started = 0.0
         self.seconds: dict[str, float] = {}  # phase -> wall seconds (the bench reads them)
+        self.peak_mb: dict[str, float] = {}  # phase -> the process's peak RSS at its end
 
     def phase(self, name: str, total: int | None = None) -> None:
         resumed = name == self._phase  # its size became known: the same phase goes on
@@ -108,6 +109,7 @@ class Progress:
     def close(self) -> None:
         if self._phase:
             self.seconds[self._phase] = time.monotonic() - self._started
+            self.peak_mb[self._phase] = round(peak_rss_mb(), 1)
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -154,7 +156,8 @@ async def reconcile(settings: Settings, opts: Options, *,
         await holdings.aclose()
         store.close()
     tally.seconds = time.monotonic() - started
-    tally.phases = {name: round(s, 3) for name, s in progress.seconds.items()}
+    tally.phases = {name: {"seconds": round(s, 3), "peak_rss_mb": progress.peak_mb.get(name)}
+                    for name, s in progress.seconds.items()}
     tally.peak_rss_mb = peak_rss_mb()
     report.write_json(tally, result.files["json"])
     report.write_html(tally, result.files["html"])

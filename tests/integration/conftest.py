@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,9 @@ import pytest
 
 from streams.devkit.broker import Broker, broker_from_environment
 from streams.devkit.harness import WorkerProcess, create_topics
+from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.sims.razorpay import RazorpaySimulatorProcess
+from streams.devkit.traffic import demo_worker_env
 
 PARTITIONS = 4
 
@@ -62,3 +65,17 @@ def worker(broker: Broker, simulator: RazorpaySimulatorProcess,
         yield w
     finally:
         w.stop()
+
+
+def every_provider_worker(broker: Broker, fleet: SimulatorFleet, workdir: Path,
+                          app_id: str) -> WorkerProcess:
+    """A worker for the demo's merchants, every provider at its simulator in ``fleet``."""
+    return WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url="",
+                         data_dir=workdir / "data", log_path=workdir / "worker.log",
+                         partitions=PARTITIONS, app_id=app_id,
+                         extra_env={**fleet.worker_env(), **demo_worker_env()})
+
+
+def utc_stamp(seconds_from_now: float = 0.0) -> str:
+    """An RFC 3339 UTC time, to the second, as the operator commands take it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds_from_now))

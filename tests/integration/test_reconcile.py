@@ -40,7 +40,8 @@ from streams.connectors.registry import PROVIDERS
 from streams.devkit.broker import Broker
 from streams.devkit.harness import REPO_ROOT, TOPICS, OutcomeReader, WorkerProcess, produce
 from streams.devkit.sims.fleet import SimulatorFleet
-from streams.devkit.traffic import demo_worker_env, key_of, mixed_records, valid_request
+from streams.devkit.traffic import key_of, mixed_records, valid_request
+from tests.integration.conftest import every_provider_worker, utc_stamp
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -106,12 +107,9 @@ def _link_failed(request: Mapping[str, Any]) -> dict[str, Any]:
 def scene(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     workdir = tmp_path_factory.mktemp("reconcile")
     run = f"rc{os.getpid() % 1000}{int(time.time()) % 100000}"
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    since = utc_stamp(-1)
     with SimulatorFleet(latency_ms=2, jitter_ms=1) as fleet:
-        worker = WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url="",
-                               data_dir=workdir / "data", log_path=workdir / "worker.log",
-                               partitions=4, app_id=f"payout-links-reconcile-{run}",
-                               extra_env={**fleet.worker_env(), **demo_worker_env()})
+        worker = every_provider_worker(broker, fleet, workdir, f"payout-links-reconcile-{run}")
         try:
             worker.start()
             records = [(k, v) for k, v, kind in mixed_records(60, run=run, invalid_every=29,
@@ -127,7 +125,7 @@ def scene(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             # the restarted worker will not read them (they are lost, or orphaned).
             skip = subprocess.run(
                 [sys.executable, "-m", "streams", "replay", "--to-datetime",
-                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1)),
+                 utc_stamp(1),
                  "--topic", "requested", "--execute"],
                 cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
             assert skip.returncode == 0, skip.stdout + skip.stderr

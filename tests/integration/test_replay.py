@@ -13,9 +13,10 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -25,7 +26,8 @@ from streams import events
 from streams.devkit.broker import Broker
 from streams.devkit.harness import REPO_ROOT, TOPICS, WorkerProcess, produce
 from streams.devkit.sims.fleet import SimulatorFleet
-from streams.devkit.traffic import demo_worker_env, mixed_records
+from streams.devkit.traffic import mixed_records
+from tests.integration.conftest import every_provider_worker, utc_stamp
 
 pytestmark = pytest.mark.timeout(600)
 OUTCOMES = (TOPICS.created, TOPICS.failed, TOPICS.dead_letter)
@@ -46,23 +48,29 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
 
 
-async def outcome_records(bootstrap: str, run: str) -> list[tuple[str, bytes]]:
-    """Every outcome record of this run so far: (event id, value bytes)."""
-    consumer = AIOKafkaConsumer(*OUTCOMES, bootstrap_servers=bootstrap, group_id=None,
+async def records(bootstrap: str, topics: tuple[str, ...], wanted: Callable[[Any], bool]
+                  ) -> list[Any]:
+    """Every record of ``topics`` so far that ``wanted`` keeps."""
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
-    found: list[tuple[str, bytes]] = []
+    found: list[Any] = []
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=1500)
             if not batches:
                 return found
-            for records in batches.values():
-                for record in records:
-                    if record.key is not None and run.encode() in record.key:
-                        found.append((orjson.loads(record.value)["event_id"], record.value))
+            for batch in batches.values():
+                found.extend(r for r in batch if wanted(r))
     finally:
         await consumer.stop()
+
+
+async def outcome_records(bootstrap: str, run: str) -> list[tuple[str, bytes]]:
+    """Every outcome record of this run so far: (event id, value bytes)."""
+    found = await records(bootstrap, OUTCOMES,
+                          lambda r: r.key is not None and run.encode() in r.key)
+    return [(orjson.loads(r.value)["event_id"], r.value) for r in found]
 
 
 async def wait_for(condition: object, timeout: float) -> bool:
@@ -78,12 +86,9 @@ async def wait_for(condition: object, timeout: float) -> bool:
 def settled_run(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     workdir: Path = tmp_path_factory.mktemp("replay")
     run = f"rp{int(time.time() * 1000) % 10**9}"
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    started = utc_stamp(-1)
     with SimulatorFleet(latency_ms=2, jitter_ms=1) as fleet:
-        worker = WorkerProcess(bootstrap=broker.bootstrap_servers, provider_url="",
-                               data_dir=workdir / "data", log_path=workdir / "worker.log",
-                               partitions=4, app_id=f"payout-links-replay-{run}",
-                               extra_env={**fleet.worker_env(), **demo_worker_env()})
+        worker = every_provider_worker(broker, fleet, workdir, f"payout-links-replay-{run}")
         try:
             worker.start()
             records = [(k, v) for k, v, _ in mixed_records(40, run=run, invalid_every=13,
@@ -162,7 +167,8 @@ def test_a_dead_letter_is_listed_and_its_original_record_re_driven_whole(
     done = cli(env, "redrive", "--since", settled_run.started, "--code", "unparseable",
                "--source-topic", TOPICS.requested, "--execute", "--confirm", str(count))
     assert done.returncode == 0 and f"re-driven {count}" in done.stdout, done.stdout + done.stderr
-    again = asyncio.run(_records_with_key(broker.bootstrap_servers, TOPICS.requested, key))
+    again = asyncio.run(records(broker.bootstrap_servers, (TOPICS.requested,),
+                                lambda r: r.key == key))
     assert len(again) >= 2  # the original, and its re-drive (one per earlier dead letter)
     original, redriven = again[0], again[-1]
     assert redriven.value == value and redriven.partition == original.partition
@@ -171,17 +177,3 @@ def test_a_dead_letter_is_listed_and_its_original_record_re_driven_whole(
     assert events.REDRIVE_HEADER in names
 
 
-async def _records_with_key(bootstrap: str, topic: str, key: bytes) -> list:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    found = []
-    try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=1500)
-            if not batches:
-                return found
-            for records in batches.values():
-                found.extend(r for r in records if r.key == key)
-    finally:
-        await consumer.stop()
