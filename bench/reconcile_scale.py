@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import subprocess
 import sys
 import tempfile
@@ -105,6 +104,16 @@ def _seed(sim: RazorpaySimulatorProcess, links: list[tuple[str, str, int]],
     return ids
 
 
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def run_size(keys: int, workdir: Path) -> dict[str, Any]:
     run = f"sc{keys}"
     with broker_from_environment(workdir / f"kafka-{keys}") as broker, \
@@ -135,9 +144,14 @@ def run_size(keys: int, workdir: Path) -> dict[str, Any]:
              "--since", since.isoformat(), "--until", until.isoformat(), "--grace", "0",
              "--rate", "10000", "--no-progress", "--out", str(out)],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        samples: list[tuple[float, float]] = []  # (seconds in, RSS MB) of the process
+        began = time.monotonic()
         while proc.poll() is None:
             if join.exists():
                 largest[0] = max(largest[0], join.stat().st_size)
+            rss = _rss_mb(proc.pid)
+            if rss is not None:
+                samples.append((time.monotonic() - began, rss))
             time.sleep(0.5)
         stdout, stderr = proc.communicate()
         report = orjson.loads((out / "reconcile.json").read_bytes())
@@ -156,8 +170,8 @@ def run_size(keys: int, workdir: Path) -> dict[str, Any]:
             "classify_s": phases.get("classifying", {}).get("seconds", 0.0),
             "phases": phases,
             "rss_mb": report["peak_rss_mb"],
-            "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             "join_mb": largest[0] / 1e6, "verdict": "PASS" if ok else "FAIL",
+            "rss_samples": samples,
             "line": stdout.strip().splitlines()[0] if stdout.strip() else "",
         }
 
@@ -180,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['rss_mb']:.0f} MB, join {result['join_mb']:.0f} MB", flush=True)
             print("  peak RSS MB after each phase: " + ", ".join(
                 f"{name} {v['peak_rss_mb']}" for name, v in result["phases"].items()))
+            top = sorted(result["rss_samples"], key=lambda s: -s[1])[:3]
+            print("  highest RSS samples (s in, MB): " + ", ".join(
+                f"{t:.0f}s {mb:.0f}" for t, mb in top))
             if not args.no_doc:
                 stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
                 add_table_row(DOC, (

@@ -152,10 +152,10 @@ def reconcile(since: str, until: str | None, grace: float, merchants: tuple[str,
     for name, path in result.files.items():
         click.echo(f"  {name}: {path}")
     if repair:
-        redriven = [f for f in result.repairs]
         started_ms = int(time.time() * 1000)
         run_id = f"reconcile-{started_ms}"
-        done = asyncio.run(repairing.redrive(settings, redriven, run_id))
+        done = asyncio.run(repairing.redrive(
+            settings, repairing.repairables(result.files["repairs"]), run_id))
         if wait_s > 0:
             asyncio.run(repairing.wait_settled(settings, done, started_ms, wait_s))
         click.echo(done.line())

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams import events
 from streams.config import Settings
-from streams.reconcile.classify import Finding
 from streams.reconcile.window import partitions
 
 REPAIR_HEADER = "payout-reconcile-repair"  # the reconciliation run that re-drove it
@@ -63,11 +64,23 @@ async def _read_one(consumer: AIOKafkaConsumer, topic: str, partition: int,
     return None
 
 
-async def redrive(settings: Settings, findings: Sequence[Finding], run_id: str) -> Repaired:
-    """Produce each finding's request again with lookup-first; returns what was sent."""
+@dataclass(frozen=True)
+class Repairable:
+    link_key: str
+    request_at: dict[str, Any]  # topic, partition, offset of its first request
+
+
+def repairables(path: Path) -> Iterator[Repairable]:
+    """The lost and orphaned links a reconciliation wrote (``repairs.jsonl``)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            item = orjson.loads(line)
+            yield Repairable(item["link_key"], item["request_at"])
+
+
+async def redrive(settings: Settings, findings: Iterable[Repairable], run_id: str) -> Repaired:
+    """Produce each link's request again with lookup-first; returns what was sent."""
     done = Repaired()
-    if not findings:
-        return done
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="none")
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
@@ -76,8 +89,7 @@ async def redrive(settings: Settings, findings: Sequence[Finding], run_id: str) 
     await producer.start()
     try:
         for finding in findings:
-            at = finding.detail["request_at"]
-            assert finding.link_key is not None
+            at = finding.request_at
             record = await _read_one(consumer, at["topic"], at["partition"], at["offset"])
             if record is None:
                 done.missing.append(finding.link_key)

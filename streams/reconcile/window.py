@@ -18,6 +18,10 @@ from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 FETCH_MAX_RECORDS = 5_000
+# What one fetch may bring (compressed; decompressed it is several times more): these
+# bound the reader's memory, whatever the window holds.
+PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+FETCH_BYTES = 32 * 1024 * 1024
 STALL_S = 60.0  # no record for this long while offsets remain: the broker is not serving
 
 
@@ -72,8 +76,8 @@ async def read(bootstrap: str, topic: str, since_ms: int, until_ms: int, *,
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="none",
-                                max_partition_fetch_bytes=4 * 1024 * 1024,
-                                fetch_max_bytes=32 * 1024 * 1024)
+                                max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+                                fetch_max_bytes=FETCH_BYTES)
     await consumer.start()
     try:
         found = (await partitions(bootstrap, [topic])).get(topic, [])
