@@ -19,9 +19,10 @@ from aiokafka.structs import ConsumerRecord
 
 FETCH_MAX_RECORDS = 5_000
 # What one fetch may bring (compressed; decompressed it is several times more): these
-# bound the reader's memory, whatever the window holds.
-PARTITION_FETCH_BYTES = 4 * 1024 * 1024
-FETCH_BYTES = 32 * 1024 * 1024
+# bound the reader's memory, whatever the window holds. Measured at 1M keys: 4 MB / 32 MB
+# peaked at 252 MB RSS, 1 MB / 8 MB at 184 MB (the 100k run's level), reading 12 % slower.
+PARTITION_FETCH_BYTES = 1024 * 1024
+FETCH_BYTES = 8 * 1024 * 1024
 STALL_S = 60.0  # no record for this long while offsets remain: the broker is not serving
 
 
