@@ -50,9 +50,9 @@ listing provider, no latency). For N link keys it produces N requests and N
 name, and runs `python -m streams reconcile` over the window (`--rate 10000`), which must
 find all N matched. **wall** the command's own time; **read** the six topics read by
 timestamp into the on-disk join; **list** the provider's window (100 links a page);
-**classify** the ordered pass over the join; **RSS** the reconcile process's peak; **join
-MB** the SQLite file at its largest. The worker does not run: this is the tool, not the
-pipeline.
+**classify** the ordered pass over the join; **RSS** the reconcile process's peak
+(`VmHWM`); **join MB** the SQLite file at its largest. The worker does not run: this is
+the tool, not the pipeline.
 
 | run (UTC) | commit | machine | link keys | records read | wall s | read s | list s (pages) | classify s | peak RSS MB | join MB | verdict |
 |---|---|---|---|---|---|---|---|---|---|---|---|
