@@ -168,8 +168,9 @@ def reconcile(since: str, until: str | None, grace: float, merchants: tuple[str,
 @click.option("--to-offset", "to_offset", default=None, type=click.IntRange(min=0),
               help="Move every partition to this offset (clamped to what it holds).")
 @click.option("--to-earliest", is_flag=True, help="Move to the first offset each partition holds.")
-@click.option("--topic", "topics", multiple=True, type=click.Choice(["requested", "routed"]),
-              help="Which request topics to move [default: both].")
+@click.option("--topic", "topics", multiple=True,
+              type=click.Choice(["requested", "routed", "reports", "cancel-requested"]),
+              help="Which of the group's topics to move [default: requested and routed].")
 @click.option("--execute", is_flag=True,
               help="Commit the moves; without it, only print them (a dry run).")
 def replay(to_datetime: str | None, to_offset: int | None, to_earliest: bool,
@@ -188,7 +189,9 @@ def replay(to_datetime: str | None, to_offset: int | None, to_earliest: bool,
         raise click.UsageError("give exactly one of --to-datetime, --to-offset, --to-earliest")
     to_ms = _instant(to_datetime, "--to-datetime") if to_datetime is not None else None
     settings = _settings_or_exit("replay")
-    names = {"requested": settings.topics.requested, "routed": settings.topics.routed}
+    names = {"requested": settings.topics.requested, "routed": settings.topics.routed,
+             "reports": settings.topics.reports,
+             "cancel-requested": settings.topics.cancel_requested}
     wanted = [names[t] for t in (topics or ("requested", "routed"))]
     try:
         moves = asyncio.run(replaying.plan(settings, wanted, to_ms=to_ms, to_offset=to_offset))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from streams.devkit.broker import Broker, broker_from_environment
-from streams.devkit.harness import WorkerProcess, create_topics
+from streams.devkit.harness import REPO_ROOT, WorkerProcess, create_topics
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.sims.razorpay import RazorpaySimulatorProcess
 from streams.devkit.traffic import demo_worker_env
@@ -79,3 +81,16 @@ def every_provider_worker(broker: Broker, fleet: SimulatorFleet, workdir: Path,
 def utc_stamp(seconds_from_now: float = 0.0) -> str:
     """An RFC 3339 UTC time, to the second, as the operator commands take it."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds_from_now))
+
+
+def skip_history(env: dict[str, str]) -> None:
+    """Start a new consumer group at the end of every topic it reads (through
+    ``python -m streams replay``), so its worker handles this test's records only, not
+    every earlier module's on the shared broker."""
+    done = subprocess.run(
+        [sys.executable, "-m", "streams", "replay", "--to-datetime", utc_stamp(1),
+         "--topic", "requested", "--topic", "routed", "--topic", "reports",
+         "--topic", "cancel-requested", "--execute"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr

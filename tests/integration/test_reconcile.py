@@ -41,7 +41,7 @@ from streams.devkit.broker import Broker
 from streams.devkit.harness import REPO_ROOT, TOPICS, OutcomeReader, WorkerProcess, produce
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import key_of, mixed_records, valid_request
-from tests.integration.conftest import every_provider_worker, utc_stamp
+from tests.integration.conftest import every_provider_worker, skip_history, utc_stamp
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -111,6 +111,7 @@ def scene(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with SimulatorFleet(latency_ms=2, jitter_ms=1) as fleet:
         worker = every_provider_worker(broker, fleet, workdir, f"payout-links-reconcile-{run}")
         try:
+            skip_history(worker.env)
             worker.start()
             records = [(k, v) for k, v, kind in mixed_records(60, run=run, invalid_every=29,
                                                              garbage_at=(45,))]
