@@ -243,9 +243,6 @@ class Holdings:
             self.store.flush()
         db.execute("DROP TABLE listed")
 
-    def planned(self) -> int:
-        return int(self.store.db.execute("SELECT count(*) FROM asks").fetchone()[0])
-
     async def _ask(self, ask: Ask) -> None:
         coverage = self.coverage.get(ask.connector)
         provider = PROVIDERS.get(ask.connector)

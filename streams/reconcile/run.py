@@ -154,7 +154,7 @@ async def reconcile(settings: Settings, opts: Options, *,
                                        (opts.until_ms + opts.grace_ms) / 1000, merchants,
                                        providers=opts.providers,
                                        every_account=not opts.merchants)
-            progress.phase("asking providers per link", holdings.planned())
+            progress.phase("asking providers per link")  # those no list showed
             await holdings.ask_unlisted()
         tally.coverage = [c for c in holdings.coverage.values()
                           if not opts.providers or c.provider in opts.providers]
