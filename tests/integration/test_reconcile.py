@@ -40,7 +40,7 @@ from streams.connectors.registry import PROVIDERS
 from streams.devkit.broker import Broker
 from streams.devkit.harness import REPO_ROOT, TOPICS, OutcomeReader, WorkerProcess, produce
 from streams.devkit.sims.fleet import SimulatorFleet
-from streams.devkit.traffic import key_of, mixed_records, valid_request
+from streams.devkit.traffic import DEMO_MERCHANTS, key_of, mixed_records, valid_request
 from tests.integration.conftest import every_provider_worker, skip_history, utc_stamp
 
 pytestmark = pytest.mark.timeout(600)
@@ -61,9 +61,12 @@ class Scene:
 
 
 def _reconcile(scene: Scene, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    # This test's merchants only: the broker is shared, and the module before this one
+    # may publish its last outcomes within this window's first second.
+    merchants = [arg for m, _ in DEMO_MERCHANTS for arg in ("--merchant", m)]
     return subprocess.run(
         [sys.executable, "-m", "streams", "reconcile", "--since", scene.since, "--grace", "5",
-         "--out", str(out), "--no-progress", *extra],
+         "--out", str(out), "--no-progress", *merchants, *extra],
         cwd=REPO_ROOT, env=scene.env, capture_output=True, text=True, timeout=300,
         stdin=subprocess.DEVNULL)
 
@@ -211,7 +214,8 @@ def test_the_ordinary_traffic_matches_at_every_provider(scene: Scene, first: Any
     stripe = sum(1 for k in scene.traffic if k.startswith("m_us_stripe:"))
     # Every valid ordinary link but the duplicate, the drift and Stripe's (unverified).
     assert report["classes"]["matched"] == len(scene.traffic) - 2 - stripe
-    assert report["classes"]["request_failed"] == 2  # the invalid requests
+    # The invalid requests are m_demo's, outside this run's merchants (others use m_demo).
+    assert report["classes"]["request_failed"] == 0
     asked = {c["provider"]: c for c in report["providers"]}
     assert asked["razorpay"]["lists"] and asked["razorpay"]["listed"] > 0
     assert asked["revolut"]["lists"] and asked["revolut"]["listed"] > 0
