@@ -22,8 +22,6 @@ from aiokafka.structs import OffsetAndMetadata
 from streams.config import Settings
 from streams.reconcile.window import partitions
 
-EARLIEST = "earliest"
-
 
 @dataclass(frozen=True)
 class Move:

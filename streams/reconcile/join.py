@@ -98,11 +98,6 @@ class FactStore:
         yield from _grouped(self.db.execute(
             "SELECT ref, kind, at, data FROM facts ORDER BY ref, kind, at"))
 
-    def count(self, kind: Kind) -> int:
-        self.flush()
-        row = self.db.execute("SELECT count(*) FROM facts WHERE kind = ?", (int(kind),)).fetchone()
-        return int(row[0])
-
     def close(self) -> None:
         self.db.close()
         self.path.unlink(missing_ok=True)

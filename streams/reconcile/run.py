@@ -13,12 +13,11 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import logging
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -261,8 +260,3 @@ def _scope(opts: Options) -> Callable[[int], bool]:
         # something of ours in the window led to it.
         return at_ms == 0 or opts.since_ms <= at_ms <= opts.until_ms
     return in_scope
-
-
-def csv_rows(path: Path) -> Iterable[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        yield from csv.DictReader(handle)

@@ -393,3 +393,15 @@ def test_bad_configuration_stops_reconcile_with_one_line(
     assert main(["reconcile", "--since", "2026-12-07T10:00:00Z"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "PAYOUT_RECONCILE_RATE_PER_S" in err[0]
+
+
+def test_the_provider_asked_is_the_outcomes_connector_never_a_new_route() -> None:
+    """DESIGN.md rule 3: once an outcome names a connector, reconciliation asks that
+    connector, whatever routing would choose for the request today."""
+    from streams.config import load_settings
+    from streams.reconcile.holdings import connector_of
+
+    settings = load_settings({})
+    said = Fact(REF, Kind.CREATED, T0, {**created().data, "cn": "cashfree"})
+    assert connector_of([request(), said], settings) == ("cashfree", "m_1")
+    assert connector_of([request()], settings) == ("razorpay", "m_1")  # INR, no record
