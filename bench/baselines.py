@@ -5,6 +5,15 @@
     record into a RocksDB table and sends one output record per event. No parsing, no
     HTTP. Whatever the real worker does beyond this costs throughput.
 
+``python -m bench.baselines records worker``
+    The Kafka records every link costs under DESIGN.md's money-safety rules, and nothing
+    else: per event the ``creating`` table write (durable before any provider call,
+    so a crash never leaves a link no record remembers), one outcome record, and the
+    settled table write, each of a real record's size
+    (~770 bytes: docs/benchmarks.md, "Producer compression"). No parsing, no HTTP, no
+    decisions. The worker can never beat this; issue 9's floor (0.45 x bare) read against
+    it says how little the rest of a link (provider call, validation, events) may cost.
+
 ``python -m bench.baselines naive worker``
     What a first-try agent would do: one event at a time, parse it, ``await`` one httpx
     POST to the provider's create endpoint, then send the outcome. Bounded by the
@@ -32,7 +41,7 @@ from typing import Any
 import faust
 import orjson
 
-KIND = sys.argv.pop(1) if len(sys.argv) > 1 and sys.argv[1] in ("bare", "naive") else "bare"
+KIND = sys.argv.pop(1) if len(sys.argv) > 1 and sys.argv[1] in ("bare", "records", "naive") else "bare"
 
 env = os.environ
 PARTITIONS = int(env.get("BENCH_PARTITIONS", "8"))
@@ -65,6 +74,17 @@ if KIND == "bare":
             key, value = event.key, event.value
             table[key] = value                       # a table write (changelog record)
             await outcomes.send(key=key, value=b'{"ok":true}')  # and one output record
+
+elif KIND == "records":
+    RECORD = b"r" * 770  # the size of a creating record, an outcome, a settled record
+
+    @app.agent(requests, name="bench-records")
+    async def records(stream: Any) -> None:
+        async for event in stream.events():
+            key = event.key
+            table[key] = RECORD                      # `creating`, before the provider call
+            await outcomes.send(key=key, value=RECORD)  # payout-link-created
+            table[key] = RECORD                      # settled, outcome published
 
 else:
     import httpx

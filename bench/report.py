@@ -78,6 +78,8 @@ def table(r: dict[str, Any]) -> str:
     for s in r["steps"]:
         lines.append(row(f"{'mix' if mix else 'worker'} {s['name']}", s))
     lines.append(row("bare ceiling", r["baselines"]["bare"]))
+    if "records" in r["baselines"]:
+        lines.append(row("records floor", r["baselines"]["records"]))
     lines.append(row("naive agent", r["baselines"]["naive"]))
     for s in r.get("max_in_flight_sweep", []):
         lines.append(row(f"in-flight {s['max_in_flight']}", s))
@@ -99,6 +101,12 @@ def table(r: dict[str, Any]) -> str:
         f"(worker = {_f(r['ratio_to_bare'], '{:.2f}')} × bare)"
         + (f"; floor {floor['floor']:g} × bare (issue 9): {'met' if floor['met'] else 'MISSED'}"
            if floor and not mix else ""),
+        *([f"records floor          {r['records_floor_per_s']:.0f} links/s "
+           f"(= {r['records_ratio_to_bare']:.2f} × bare: a link's three Kafka records, no work "
+           f"between; worker = {r['ratio_to_records']:.2f} × records floor"
+           + (f"; issue 9's floor = {floor['floor'] / r['records_ratio_to_bare']:.2f} × it)"
+              if floor and not mix and r['records_ratio_to_bare'] else ")")]
+          if r.get("records_floor_per_s") else []),
         f"naive agent            {r['naive_per_s']:.1f} links/s "
         f"(worker = {_f(r['times_naive'], '{:.0f}')} × naive)",
         f"p99 at 500/s offered   {_f(r['p99_ms_at_500'])} ms",
@@ -236,6 +244,9 @@ time until every outcome is back):
 
 * **bare** — Faust's ceiling on this machine: one agent over a raw-bytes topic doing a
   RocksDB table write and one send per event, no parsing, no HTTP (`bench/baselines.py`);
+* **records** — the records floor: the same agent, but per event the three Kafka records
+  a link needs under the money-safety rules (the `creating` table write, the outcome, the
+  settled table write, ~770 bytes each) and no work between them;
 * **naive** — a first-try agent: one event at a time, one awaited httpx call to the
   simulator, then a send.
 
@@ -255,15 +266,16 @@ Machine of the first run: {machine}.
 Settings of the first run: {settings}.
 
 Columns: **links/s** the worker's drain rate in the max step; **bare** / **naive** the
-baselines' rates; **×bare** links/s ÷ bare; **×naive** links/s ÷ naive; **p50/p99@500**
+baselines' rates; **×bare** links/s ÷ bare; **×naive** links/s ÷ naive; **records
+(×bare)** the records floor's rate and its share of bare ("–": runs before it existed); **p50/p99@500**
 latency at 500 links/s offered; **p99@1k/2k** at 1,000 and 2,000 links/s; **RSS** peak
 RSS (MB) over **links** requests; **CPU** the worker's CPU at max; **met** targets met;
 **other jobs %** CPU (% of one core, mean over the steps and baselines) used by
 processes the run did not start — above ~20 the machine was shared and the row is not
 comparable.
 
-| date (UTC) | commit | machine | other jobs % | provider ms | in-flight | links/s | bare | naive | ×bare | ×naive | p50/p99@500 ms | p99@1k/2k ms | RSS MB / links | CPU % | wall s | met |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| date (UTC) | commit | machine | other jobs % | provider ms | in-flight | links/s | bare | naive | ×bare | ×naive | p50/p99@500 ms | p99@1k/2k ms | RSS MB / links | CPU % | wall s | met | records (×bare) |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 """
 
 
@@ -304,6 +316,8 @@ def append_doc(r: dict[str, Any], path: Path) -> None:
         f"{_f(r['peak_rss_mb'])} / {r['links_through_worker']}",
         _f(r["worker_cpu_pct_at_max"]), _f(r.get("wall_s")),
         f"{len(met)}/{len(r['targets'])}" + (f" (missed: {', '.join(missed)})" if missed else ""),
+        f"{r['records_floor_per_s']:.0f} ({r['records_ratio_to_bare']:.2f})"
+        if r.get("records_floor_per_s") else "–",
     ]
     insert_row(path, "| " + " | ".join(row) + " |")
 
