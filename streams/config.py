@@ -204,9 +204,9 @@ class Settings(BaseModel):
         le=256)
     reversal_watch_s: Seconds = variable(
         "PAYOUT_REVERSAL_WATCH_S",
-        "how long a paid-out link that a reversal could undo (RazorpayX `processed`, Cashgram "
-        "`REDEEMED`, Prism `SUCCESS`) is still polled (the provider's webhook tells a "
-        "reversal; the poll is for a lost one)", 7 * 86400.0, shown="604800")
+        "how long a paid-out link that a reversal could still undo (each provider's "
+        "lifecycle names those statuses, e.g. Prism `SUCCESS`) is still polled (the "
+        "provider's webhook tells a reversal; the poll is for a lost one)", 7 * 86400.0, shown="604800")
     reversal_poll_s: Seconds = variable("PAYOUT_REVERSAL_POLL_S",
                                    "how often such a link is polled", 6 * 3600.0, shown="21600")
     # Links whose handling failed after a provider call may have been made stay
@@ -280,26 +280,19 @@ EARLY_VARIABLES: tuple[Variable, ...] = (
              "`asyncio` runs the worker on the standard event loop instead (for comparison)"),
 )
 
-_CREDENTIALS_DOC = (
-    'JSON, or a path to JSON: `{"<merchant_id>" or "*": {"<provider>": {...}}}` with '
-    '`razorpay: {key_id, key_secret, account_number, webhook_secrets?}` '
-    '(`webhook_secrets`: the webhook secret(s) — new and old during a rotation), '
-    '`cashfree: {client_id, client_secret}` (Cashfree signs webhooks with the client '
-    'secret), `revolut: {client_id, refresh_token, client_assertion, account_id, '
-    'webhook_signing_secrets?}`, `prism: {connector, connector_config, currencies, '
-    "merchant_id?, tenant_id?}` (Prism's connector in PascalCase, e.g. `Adyen`; its "
-    'credentials, sent per call in `x-connector-config`; the currencies this merchant '
-    'routes through it; `x-merchant-id`, default our merchant id; `x-tenant-id`); '
-    'each entry is checked at startup (a bad one: one line naming merchant, provider '
-    'and field, exit 2)'
-)
-_ROUTING_DOC = (
-    '`{"<merchant_id>" or "*": ["<provider>", ...]}`: the order providers are tried '
-    "in for a merchant's requests that name no `connector`; else the registry's order "
-    "(razorpay, cashfree, revolut, prism), among those paying out in the request's "
-    'currency for which the merchant has an account (a Prism account pays out only in '
-    'its `currencies`)'
-)
+def _credentials_doc(entries: list[str]) -> str:
+    return ('JSON, or a path to JSON: `{"<merchant_id>" or "*": {"<provider>": {...}}}` with '
+            + ", ".join(entries)
+            + '; each entry is checked at startup (a bad one: one line naming merchant, '
+            'provider and field, exit 2)')
+
+
+def _routing_doc(order: list[str]) -> str:
+    return ('`{"<merchant_id>" or "*": ["<provider>", ...]}`: the order providers are tried '
+            "in for a merchant's requests that name no `connector`; else the registry's "
+            f"order ({', '.join(order)}), among those paying out in the request's currency "
+            "for which the merchant has an account (an account may narrow its provider's "
+            "currencies, as a Prism entry's `currencies` does)")
 
 
 def variables() -> list[Variable]:
@@ -316,8 +309,9 @@ def variables() -> list[Variable]:
         out.append(Variable(str(extra["env"]), default, info.description or ""))
         if name == "table_standby_replicas":
             out.append(Variable("PAYOUT_CREDENTIALS", "every simulator's dev account",
-                                _CREDENTIALS_DOC))
-            out.append(Variable("PAYOUT_ROUTING", "none", _ROUTING_DOC))
+                                _credentials_doc([p.credentials_doc
+                                                  for p in PROVIDERS.values()])))
+            out.append(Variable("PAYOUT_ROUTING", "none", _routing_doc(list(PROVIDERS))))
             for p in PROVIDERS.values():
                 out.append(Variable(p.base_url_env, p.default_base_url, p.base_url_doc))
     return out + list(EARLY_VARIABLES)

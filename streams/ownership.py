@@ -4,8 +4,8 @@ the link's partition.
 Why: a worker that is paused (SIGSTOP, a long GC, a frozen VM) or cut off from Kafka
 loses its partitions once its group session expires, and another worker takes them
 over. When the old owner wakes up it would send the creates it had queued, and a
-provider without an idempotency key (Razorpay's link API has none) makes a second
-link for each. See docs/architecture.md, "Fencing", for the argument.
+provider without an idempotency key (one of ours has none on its link API) makes a
+second link for each. See docs/architecture.md, "Fencing", for the argument.
 
 The proof is a **lease**, renewed only by a round trip the group coordinator accepted
 (a heartbeat or a SyncGroup answered without error: :func:`streams.faust_internals.

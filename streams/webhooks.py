@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SHARED = "*"  # the shared account's route: /webhooks/{provider}
 MAX_BODY_BYTES = 64 * 1024
-WRITE_TIMEOUT_S = 4.0  # providers expect an answer within 5 s (Razorpay)
+WRITE_TIMEOUT_S = 4.0  # the strictest provider expects an answer within 5 s
 
 Send = Callable[[bytes, bytes, int | None], Awaitable[None]]
 

@@ -91,7 +91,7 @@ class StatusReport:
     """
 
     connector_status: str  # the provider's raw status
-    attempt: int = 0  # the provider's payout-attempt counter, where it keeps one (Razorpay)
+    attempt: int = 0  # the provider's payout-attempt counter, where it keeps one
     reference: str | None = None  # our reference, where the provider states it
     connector_payout_id: str | None = None
     occurred_at: str | None = None  # RFC 3339, when the provider says the change happened
@@ -103,10 +103,9 @@ class LinkLifecycle(Protocol):
     """One provider's link states as pure rules (each provider package has one).
 
     ``position`` orders reports: a report changes a link only when its position is
-    greater than the stored one. A provider's legal back-edges (Razorpay ``processing ->
-    issued`` when a payout fails, ``processed -> issued`` on a reversal) are positions
-    that are *greater*, because the provider's own data tells them apart (Razorpay's
-    ``attempt_count``). So any order of the same reports ends in the same state, and a
+    greater than the stored one. A provider's legal back-edges (a link that goes back to
+    ``issued`` when a payout fails or is reversed) are positions that are *greater*,
+    because the provider's own data tells them apart (an attempt counter). So any order of the same reports ends in the same state, and a
     duplicate or stale report changes nothing. ``None``: a status this code does not
     know; the report is ignored (and logged), never guessed into an order.
     """
@@ -126,9 +125,8 @@ class LinkLifecycle(Protocol):
 @dataclass(frozen=True)
 class StepLifecycle:
     """A :class:`LinkLifecycle` given as a table: a provider without back-edges or an
-    attempt counter, where a status's position is its step alone (Cashgram, Revolut,
-    Prism). Each provider package owns its table; RazorpayX, whose order needs
-    ``attempt_count``, has its own class."""
+    attempt counter, where a status's position is its step alone. Each provider package
+    owns its table; a provider whose order needs an attempt counter has its own class."""
 
     positions: Mapping[str, tuple[int, int]]
     payout_statuses: Mapping[str, str]  # raw status -> Prism PayoutStatus name
@@ -245,9 +243,9 @@ def link_reference(link_key: str) -> str:
     retry. Its first 8 hex digits are Kafka's positive murmur2 hash of the link key, the
     one the default partitioner uses: a webhook that names only our reference reaches
     the link's home partition (:func:`reference_partition`) without an index; the other
-    23 digits (92 bits of SHA-256) tell links apart. 35 characters, ``[0-9a-z_]``: a
-    Razorpay ``receipt`` and idempotency key, a Cashgram id, a Revolut ``request_id``
-    and a Prism ``merchant_payout_id`` all take it. The link table is keyed by it.
+    23 digits (92 bits of SHA-256) tell links apart. 35 characters, ``[0-9a-z_]``: every
+    provider's reference field takes it (receipts, idempotency keys, link ids, request
+    ids; each package's transformers say which). The link table is keyed by it.
     """
     from streams.partitioning import key_hash
 

@@ -2,7 +2,7 @@
 
 A provider package supplies pure transformers (request → :class:`HttpCall`, answer →
 outcome) and an auth scheme; :class:`HttpProviderClient` moves calls through the
-worker's one transport for that provider. Token-based auth (Cashfree, Revolut) is
+worker's one transport for that provider. Token-based auth is
 cached per account and shared by every call of the worker, refreshed ahead of expiry,
 and once more when the provider says the token is invalid: such a refusal happens
 before the provider does anything, so the call is safely sent again.

@@ -3,9 +3,8 @@
 A reconciliation compares our topics with each provider's own record. Every provider
 answers a per-reference question through its lookup (``ProviderClient.lookup``: the
 link our reference names, or proof of absence). A provider that can list the links
-created in a time window (RazorpayX: ``from``/``to`` with ``skip`` paging; Revolut:
-newest first, paged by ``created_before``) also implements :class:`LinkListing`, one
-page per call, so the caller owns paging, retries and the rate limit; the page's
+created in a time window (each pages its own way: see its package's ``ledger.py``)
+also implements :class:`LinkListing`, one page per call, so the caller owns paging, retries and the rate limit; the page's
 items are the links carrying one of our references, parsed by the provider's package.
 """
 from __future__ import annotations

@@ -59,7 +59,7 @@ class ProviderClient(Protocol):
 
     async def lookup(self, reference: str, account: Any, sent: Any = None) -> ProviderOutcome:
         """``sent``: the create call made (or that would be made) for ``reference``, for
-        what a provider's lookup answer does not state (Cashgram's expiry), so a new
+        what a provider's lookup answer does not state (an expiry, for one), so a new
         owner's lookup reports the link as the owner that created it did; or, where no
         call exists (reconciliation), a :class:`LinkRef` naming the link's merchant."""
         ...
@@ -83,6 +83,8 @@ class Provider(Protocol):
     base_url_env: str  # the variable that overrides default_base_url
     default_base_url: str
     base_url_doc: str  # its row in the README's settings table
+    # Its entry's shape in PAYOUT_CREDENTIALS (the README's settings table): `name: {…}`.
+    credentials_doc: str
     dev_account: Mapping[str, Any] | None  # the simulator's account, when none is configured
     lifecycle: LinkLifecycle  # the link's states after creation, as pure rules
     webhooks: WebhookReceiver | None  # None: the provider sends none we can verify (polled)
@@ -100,8 +102,7 @@ class Provider(Protocol):
     def circuit(self, account: Any) -> str:
         """Which circuit breaker a merchant's calls count against: what fails together.
 
-        One per provider for a provider that is one service (Razorpay, Cashfree,
-        Revolut); Prism fronts many connectors, and one connector answering 5xx must not
+        One per provider for a provider that is one service; Prism fronts many connectors, and one connector answering 5xx must not
         open the circuit for merchants routed through the others.
         """
 

@@ -2,11 +2,11 @@
 
 Two ways, chosen per provider by what its API can do:
 
-1. **List the window** (providers implementing :class:`~streams.connectors.ledger.LinkListing`:
-   RazorpayX, Revolut) for every account the merchants use there: every link carrying
-   one of our references, including links whose request we never read (orphans).
-2. **Ask per reference** (every provider's lookup; the only way for Cashgram and
-   Prism): for each link of the window the listing did not show -- a provider that
+1. **List the window** (providers implementing :class:`~streams.connectors.ledger.LinkListing`)
+   for every account the merchants use there: every link carrying one of our
+   references, including links whose request we never read (orphans).
+2. **Ask per reference** (every provider's lookup; the only way for a provider that
+   cannot list): for each link of the window the listing did not show -- a provider that
    cannot list, a listing that failed, or a link created outside the listed window.
 
 Every call passes the provider's rate limiter (``PAYOUT_RECONCILE_RATE_PER_S``) and a
@@ -87,7 +87,7 @@ def _delay(attempt: int, last: Any) -> float:
 
 def settled(lifecycle: LinkLifecycle, connector_status: str) -> bool:
     """Whether the provider is done moving the link: a final status, or a paid-out one
-    that only a reversal could still move (RazorpayX ``processed``)."""
+    that only a reversal could still move."""
     return lifecycle.final(connector_status) or lifecycle.reversible(connector_status)
 
 

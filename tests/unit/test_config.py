@@ -85,3 +85,35 @@ def test_the_worker_refuses_bad_configuration_with_one_line_and_exit_code_2() ->
 def test_a_malformed_provider_url_is_one_line_naming_its_variable(value: str) -> None:
     with pytest.raises(ConfigError, match="^PRISM_URL: .* is not an http:// or https:// URL"):
         load_settings({"PRISM_URL": value})
+
+
+# Prism's PayoutStatus names are the outcome events' vocabulary (DESIGN.md), so "prism"
+# is a word of the domain everywhere; every other provider is named only by its own.
+NAMED_ONLY_AT_HOME = {"razorpay": ("razorpay",), "cashfree": ("cashfree", "cashgram"),
+                      "revolut": ("revolut",)}
+
+
+@pytest.mark.parametrize("provider", sorted(NAMED_ONLY_AT_HOME))
+def test_nothing_outside_a_providers_package_names_it(provider: str) -> None:
+    """Issue 9: adding a provider touches its package, one registration line, the schema
+    enum and docs. Its simulator and the dev tools that drive every provider (demo,
+    chaos, traffic) may name it; the worker's modules may not, comments included."""
+    streams = REPO / "streams"
+    home = {streams / "connectors" / provider, streams / "devkit",
+            streams / "connectors" / "registry.py"}
+    naming = sorted(
+        str(path.relative_to(REPO)) for path in streams.rglob("*.py")
+        if not any(path == h or h in path.parents for h in home)
+        and any(word in path.read_text().lower() for word in NAMED_ONLY_AT_HOME[provider]))
+    assert naming == []
+
+
+def test_the_credentials_and_routing_docs_come_from_the_registry() -> None:
+    from streams.config import variables
+    from streams.connectors.registry import PROVIDERS
+
+    doc = {v.name: v.meaning for v in variables()}
+    for p in PROVIDERS.values():
+        assert p.credentials_doc.startswith(f"`{p.name}: {{")
+        assert p.credentials_doc in doc["PAYOUT_CREDENTIALS"]
+    assert f"({', '.join(PROVIDERS)})" in doc["PAYOUT_ROUTING"]

@@ -45,6 +45,8 @@ class CashfreeProvider:
     default_base_url = "http://127.0.0.1:8082"
     base_url_doc = ("Cashfree Payouts API base (`https://payout-api.cashfree.com`, test "
                     "`https://payout-gamma.cashfree.com`)")
+    credentials_doc = ("`cashfree: {client_id, client_secret}` (Cashfree signs webhooks with "
+                       "the client secret)")
     # The simulator's development client (streams/devkit/sims/cashfree.py).
     dev_account: Mapping[str, Any] | None = {"client_id": "CF_TEST_CLIENT_ID", "client_secret": "cf_test_client_secret"}
     lifecycle: LinkLifecycle = LIFECYCLE

@@ -54,6 +54,11 @@ class PrismProvider:
     base_url_doc = ("where Prism's gRPC server listens: `http://host:port` (plaintext) or "
                     "`https://host:port` (TLS). Prism authenticates no caller and takes per-call "
                     "config overrides: reach it only on a trusted network")
+    credentials_doc = ("`prism: {connector, connector_config, currencies, merchant_id?, "
+                       "tenant_id?}` (Prism's connector in PascalCase, e.g. `Adyen`; its "
+                       "credentials, sent per call in `x-connector-config`; the currencies "
+                       "this merchant routes through it; `x-merchant-id`, default our merchant "
+                       "id; `x-tenant-id`)")
     dev_account: Mapping[str, Any] | None = DEV_ACCOUNT
     lifecycle: LinkLifecycle = LIFECYCLE
     webhooks: WebhookReceiver | None = None  # Prism documents no webhook: polled only

@@ -42,6 +42,9 @@ class RazorpayProvider:
     base_url_env = "RAZORPAY_BASE_URL"
     default_base_url = "http://127.0.0.1:8081"  # the simulator; production sets the real API
     base_url_doc = "RazorpayX API base (`https://api.razorpay.com`)"
+    credentials_doc = ("`razorpay: {key_id, key_secret, account_number, webhook_secrets?}` "
+                       "(`webhook_secrets`: the webhook secret(s) — new and old during a "
+                       "rotation)")
     # The simulator's development account (streams/devkit/sims/razorpay.py).
     dev_account: Mapping[str, Any] | None = {"key_id": "rzp_test_demo", "key_secret": "demo_secret",
                    "account_number": "2323230041626905",

@@ -56,6 +56,8 @@ class RevolutProvider:
     default_base_url = "http://127.0.0.1:8083"  # the simulator; production sets the real API
     base_url_doc = ("Revolut Business API host (`https://b2b.revolut.com`, sandbox "
                     "`https://sandbox-b2b.revolut.com`)")
+    credentials_doc = ("`revolut: {client_id, refresh_token, client_assertion, account_id, "
+                       "webhook_signing_secrets?}`")
     dev_account: Mapping[str, Any] | None = DEV_ACCOUNT
     lifecycle: LinkLifecycle = LIFECYCLE
     webhooks: WebhookReceiver | None = WEBHOOKS
