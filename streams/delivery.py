@@ -205,6 +205,12 @@ class DeliveryGuard:
         release_unacked(self._consumer, message)
         return False
 
+    def next_offset(self, tp: TP) -> int | None:
+        """Where delivery of ``tp`` resumes (its cursor; from the committed offset at the
+        start), or None before the guard has a cursor for it."""
+        cursor = self._cursors.get(tp)
+        return cursor.next_offset if cursor is not None else None
+
     def settled(self) -> bool:
         """Whether no rebalance or table recovery is under way: only then may a
         partition be resumed, sought or rewound."""

@@ -272,7 +272,14 @@ class RequestPipeline(Service):
             if highwater is None:
                 continue
             read = reads.get(tp)
-            lag = highwater - (read + 1 if read is not None else 0)
+            # Nothing read from it since this worker started: reading resumes at the
+            # guard's cursor (the committed offset), not at 0 (that counted the whole
+            # history as lag after every restart on a quiet partition).
+            resume = read + 1 if read is not None else (
+                self.delivery.next_offset(tp) if self.delivery is not None else None)
+            if resume is None:
+                continue  # not known yet: no sample rather than a false one
+            lag = highwater - resume
             out.append(("payout_consumer_lag", "Records not yet read, per owned request "
                         "partition (highwater minus the next offset to read).",
                         {"topic": tp.topic, "partition": str(tp.partition)},
