@@ -262,6 +262,15 @@ class RequestPipeline(Service):
             for creator in self.processor.creators.values():
                 if creator.guard is not None:
                     out.extend(creator.guard.gauges())
+            out.append(("payout_contained_errors_total", "Unexpected exceptions contained "
+                        "(routed, parked or logged) instead of stopping a partition.", {},
+                        float(self.processor.contained)))
+            tracker = self.processor.tracker
+            for result, count in sorted((tracker.counts if tracker is not None else {}).items()):
+                out.append(("payout_link_tracking_total", "Webhook reports, polls and expiries "
+                            "of created links by what they did (changed, stale, duplicate, "
+                            "not_due, unknown_link, poll_transient, ...).", {"result": result},
+                            float(count)))
         if self.delivery is not None:
             out.append(("payout_delivery_seeks_total", "Seeks the delivery guard made to "
                         "fetch offsets that never reached the agent.", {},

@@ -12,7 +12,8 @@ then asks the provider in order with everything else about that link
 
 Bounded on every side: at most ``scan_per_tick`` records read a tick, at most
 ``rate_per_s`` polls a second per provider (the rest wait for the next pass), and a
-link already asked about is not asked again for ``resend_after_s``. A restart finds
+link already asked about is not asked again until its record shows the poll, or
+:func:`resend_after` has passed (then its poll is taken as lost). A restart finds
 the records as they were and resumes; links due at once are spread over the ticks by
 the rate bound, never sent in one burst.
 """
@@ -38,11 +39,27 @@ Items = Callable[[int, bytes | None, int], list[tuple[bytes, bytes]]]
 Send = Callable[[bytes, bytes, int], Awaitable[None]]
 
 
+RESEND_AFTER_MIN_S, RESEND_AFTER_MAX_S = 10.0, 120.0
+
+
+def resend_after(poll_min_s: float) -> float:
+    """How long a link asked about whose record shows no poll since is left unasked.
+
+    Its poll may be late or lost: a fenced partition's work waits for its rewind, and a
+    poll whose handling raised leaves the record as it was. Four of the shortest
+    poll intervals, within 10-120 s: long enough that an agent merely lagging behind
+    its partition is not asked twice, short enough that a lost poll is not the longest
+    wait a link has (a fixed 120 s was 40 intervals with 3 s polls, and as long as the
+    lifecycle integration test waits for every link to reach its final status).
+    """
+    return min(RESEND_AFTER_MAX_S, max(RESEND_AFTER_MIN_S, 4.0 * poll_min_s))
+
+
 @dataclass
 class SweepLimits:
     scan_per_tick: int = 2000
     rate_per_s: float = 20.0  # polls a second per provider, per worker
-    resend_after_s: float = 120.0
+    resend_after_s: float = RESEND_AFTER_MAX_S  # see resend_after()
 
 
 def due_kind(record: lifecycle.LinkRecord, provider: Provider | None, now: float) -> str | None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from streams import metrics
 from streams.app import app, links, reports_topic, settings
 from streams.connectors.registry import PROVIDERS
 from streams.faust_internals import active_partition_items
-from streams.polls import PollSweep, SweepLimits
+from streams.polls import PollSweep, SweepLimits, resend_after
 
 SWEEP_INTERVAL_S = 1.0
 
@@ -32,7 +33,13 @@ async def _send(key: bytes, value: bytes, partition: int) -> None:
 sweep = PollSweep(
     items=lambda partition, after, limit: active_partition_items(links, partition, after, limit),
     owned_partitions=_owned_partitions, send=_send, providers=PROVIDERS,
-    limits=SweepLimits(rate_per_s=settings.poll_rate_per_s))
+    limits=SweepLimits(rate_per_s=settings.poll_rate_per_s,
+                       resend_after_s=resend_after(settings.poll_min_s)))
+metrics.WORKER.add(lambda: [
+    ("payout_polls_asked_total", "Polls and expiries the sweep asked the request agent for.",
+     {}, float(sweep.asked_total)),
+    ("payout_poll_sweep_scanned_total", "Link records the poll sweep read.", {},
+     float(sweep.scanned_total))])
 
 
 @app.timer(interval=SWEEP_INTERVAL_S, name="poll-sweep")  # type: ignore[untyped-decorator]  # faust's timer() is unannotated

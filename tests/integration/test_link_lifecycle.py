@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -22,7 +23,7 @@ from streams.devkit.harness import TOPICS, OutcomeReader, WorkerProcess, produce
 from streams.devkit.lifecycle_check import check_lifecycle
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import demo_worker_env, key_of, valid_request
-from tests.integration.conftest import PARTITIONS
+from tests.integration.conftest import PARTITIONS, running_from_topics_end
 
 pytestmark = pytest.mark.integration
 DEADLINE_S = 120
@@ -52,14 +53,11 @@ def life_worker(broker: Broker, fleet: SimulatorFleet,
                    "PAYOUT_POLL_MIN_S": "1", "PAYOUT_POLL_MAX_S": "3",
                    "PAYOUT_REVERSAL_POLL_S": "3",
                    "PAYOUT_POLL_RATE_PER_S": "200"})
-    try:
-        worker.start()
+    with running_from_topics_end(worker):
         fleet.send_webhooks_to(
             f"http://127.0.0.1:{worker.env['PAYOUT_WEB_PORT']}/webhooks/{{provider}}",
             **WEBHOOK_FAULTS)
         yield worker
-    finally:
-        worker.stop()
 
 
 def life_request(n: int, run_id: str) -> dict[str, Any]:
@@ -77,6 +75,37 @@ def life_request(n: int, run_id: str) -> dict[str, Any]:
 def provider_truth(fleet: SimulatorFleet) -> dict[str, str]:
     return {ref: info["status"] for by_ref in fleet.statuses().values()
             for ref, info in by_ref.items()}
+
+
+def drift_report(drift: list[tuple[str, str | None, str]], created: list[dict[str, Any]],
+                 fleet: SimulatorFleet, worker: WorkerProcess) -> str:
+    """What a failed run needs to be understood (pytest shows it as the test's captured
+    output, where a long assertion message would be cut): each drifted link's lines in
+    the worker's log, its provider's record, and the worker's tracking counters."""
+    lines = ["drifted links (link key, our last status, the provider's):"]
+    log = worker.run_log().splitlines()
+    truth = fleet.statuses()
+    for key, ours, final in drift:
+        reference = next(e["reference"] for e in created if e["link_key"] == key)
+        lines.append(f"== {key} ({reference}): ours {ours}, provider {final}")
+        lines += [f"  provider: {name} {by_ref[reference]}"
+                  for name, by_ref in truth.items() if reference in by_ref]
+        lines += [f"  {line}" for line in log if key in line or reference in line]
+    lines.append("== the worker's warnings and errors (forged webhooks left out):")
+    lines += [f"  {line}" for line in log
+              if ("WARNING" in line or "ERROR" in line or "CRITICAL" in line)
+              and "signature_invalid" not in line]
+    try:
+        text = httpx.get(f"http://127.0.0.1:{worker.env['PAYOUT_WEB_PORT']}/metrics",
+                         timeout=10).text
+        lines.append("== the worker's tracking and sweep counters:")
+        lines += [f"  {line}" for line in text.splitlines()
+                  if line.startswith(("payout_link_tracking", "payout_polls_asked",
+                                      "payout_poll_sweep", "payout_contained",
+                                      "payout_delivery_seeks", "payout_breaker"))]
+    except httpx.HTTPError as exc:
+        lines.append(f"== /metrics unreadable: {exc!r}")
+    return "\n".join(lines)
 
 
 async def test_every_link_ends_at_its_providers_final_status(
@@ -104,7 +133,9 @@ async def test_every_link_ends_at_its_providers_final_status(
         await reader.wait_until(settled, DEADLINE_S)
         fleet.drain_webhooks(timeout=60)
         result = verdict()
-        assert result.drift == [], (result.line(), life_worker.log_tail())
+        if result.drift:
+            print(drift_report(result.drift, created, fleet, life_worker))
+        assert result.drift == [], result.line()
         assert result.same_id_different_content == 0 and result.duplicate_changes == 0, \
             (result.duplicates, [e for e in reader.outcomes.by_topic[TOPICS.status_changed]
                                  if e["link_key"] in {k for k, _ in result.duplicates}])

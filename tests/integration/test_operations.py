@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.devkit.harness import REPO_ROOT, TOPICS, OutcomeReader, WorkerProcess, produce
 from streams.devkit.traffic import invalid_request, key_of, valid_request
-from tests.integration.conftest import PARTITIONS, new_worker, skip_history
+from tests.integration.conftest import PARTITIONS, new_worker, running_from_topics_end
 
 DEADLINE_S = 90
 
@@ -27,19 +27,11 @@ DEADLINE_S = 90
 @pytest.fixture(scope="module")
 def worker(broker: Any, simulator: Any, tmp_path_factory: pytest.TempPathFactory,
            ) -> Iterator[WorkerProcess]:
-    """This module's own group, started at the topics' end. On the session's shared
-    group this worker first read every earlier module's records, and twice in CI
-    (2026-12-07) a request partition stalled in that catch-up ("offsets from 138 up to
-    150 were never fetched for this owner", then "seek ... not yet served") held the
-    duplicate's re-publish past its deadline."""
-    w = new_worker(broker, simulator, tmp_path_factory.mktemp("ops-worker"),
-                   app_id=f"payout-links-ops-{uuid.uuid4().hex[:10]}")
-    skip_history(w.env)
-    try:
-        w.start()
+    """This module's own group, from the topics' end (see running_from_topics_end)."""
+    with running_from_topics_end(new_worker(
+            broker, simulator, tmp_path_factory.mktemp("ops-worker"),
+            app_id=f"payout-links-ops-{uuid.uuid4().hex[:10]}")) as w:
         yield w
-    finally:
-        w.stop()
 
 
 def web(worker: WorkerProcess) -> str:
@@ -142,6 +134,8 @@ async def test_lookup_health_metrics_and_cloudevents(broker, simulator, worker, 
                                     result="linkcreated", status="200") == 30
     assert delta("payout_provider_call_seconds_count", provider="razorpay") >= 30
     assert any(name == "payout_consumer_lag" for name, _ in after)
+    assert any(name == "payout_poll_sweep_scanned_total" for name, _ in after)
+    assert after[("payout_contained_errors_total", ())] == 0  # any would be a bug
     assert not any("m_ops" in str(labels) for _, labels in after)  # no link keys as labels
 
     # The lookup API and its CLI.

@@ -33,7 +33,7 @@ from streams.connectors.base import (
 from streams.connectors.registry import PROVIDERS
 from streams.link_tracking import EXPIRE, POLL, REPORT, LinkTracker, TrackingMessage
 from streams.polling import PollPolicy, next_poll_at
-from streams.polls import PollSweep, SweepLimits, due_kind
+from streams.polls import PollSweep, SweepLimits, due_kind, resend_after
 from streams.webhooks import WebhookCounts, receive
 from tests.unit.test_processor import FakeTopic
 
@@ -560,6 +560,34 @@ async def test_a_link_polled_since_it_was_asked_about_is_asked_again_when_due() 
     assert await sweep.run_once() == 0  # asked, not done yet: not asked twice
     rows[0] = (rows[0][0], lifecycle.polled(r, NOW + 1).to_bytes())  # polled: next in 1 s
     assert await sweep.run_once() == 1  # due again (NOW + 2 > NOW + 1), and asked at once
+
+
+async def test_a_link_whose_poll_was_lost_is_asked_again_within_a_few_poll_intervals() -> None:
+    """A poll can be lost on the way (its handling raised and was contained, leaving the
+    record as it was): the link is asked again after four of the shortest intervals,
+    not after a fixed 120 s, which with 1-3 s polls was forty of them."""
+    assert resend_after(1.0) == 10.0 and resend_after(30.0) == 120.0  # the default policy
+    assert resend_after(3600.0) == 120.0 and resend_after(5.0) == 20.0
+    r = replace(created_record("revolut", ("processing", 0)), next_poll_at=NOW - 1)
+    rows = [(r.reference.encode(), r.to_bytes())]
+    sent: list[bytes] = []
+
+    def items(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        return [row for row in rows if after is None or row[0] > after][:limit]
+
+    async def send(key: bytes, value: bytes, partition: int) -> None:
+        sent.append(key)
+
+    clock = [NOW]
+    sweep = PollSweep(items=items, owned_partitions=lambda: [0], send=send, providers=PROVIDERS,
+                      limits=SweepLimits(resend_after_s=resend_after(1.0)),
+                      clock=lambda: clock[0])
+    assert await sweep.run_once() == 1
+    clock[0] += 9.5
+    assert await sweep.run_once() == 0  # the record shows no poll yet: maybe only late
+    clock[0] += 1
+    assert await sweep.run_once() == 1  # 10.5 s on, still no poll: it was lost, ask again
+    assert len(sent) == 2
 
 
 async def test_the_sweep_gives_every_link_its_turn_and_a_rebalance_keeps_its_place() -> None:
