@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import random
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -538,28 +538,38 @@ async def test_the_sweep_is_rate_bound_per_provider_and_resumes_where_it_stopped
     assert await sweep.run_once() == 10
 
 
+@dataclass
+class OneLinkSweep:
+    """A sweep over a table of one link, on a clock the test moves."""
+
+    record: lifecycle.LinkRecord
+    limits: SweepLimits = field(default_factory=SweepLimits)
+    now: float = NOW
+    sent: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sweep = PollSweep(items=self._items, owned_partitions=lambda: [0], send=self._send,
+                               providers=PROVIDERS, limits=self.limits, clock=lambda: self.now)
+
+    def _items(self, partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        row = (self.record.reference.encode(), self.record.to_bytes())
+        return [row] if after is None or row[0] > after else []
+
+    async def _send(self, key: bytes, value: bytes, partition: int) -> None:
+        self.sent.append(key)
+
+
 async def test_a_link_polled_since_it_was_asked_about_is_asked_again_when_due() -> None:
     """Found by the lifecycle integration test: a link was not asked about again for
     resend_after_s (120 s) after its poll, so a webhook dropped after that poll was
     caught only minutes later."""
     r = replace(created_record("razorpay", ("issued", 0)), next_poll_at=NOW - 1)
-    rows = [(r.reference.encode(), r.to_bytes())]
-    sent: list[bytes] = []
-
-    def items(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
-        return [row for row in rows if after is None or row[0] > after][:limit]
-
-    async def send(key: bytes, value: bytes, partition: int) -> None:
-        sent.append(key)
-
-    clock = [NOW]
-    sweep = PollSweep(items=items, owned_partitions=lambda: [0], send=send, providers=PROVIDERS,
-                      clock=lambda: clock[0])
-    assert await sweep.run_once() == 1
-    clock[0] += 2
-    assert await sweep.run_once() == 0  # asked, not done yet: not asked twice
-    rows[0] = (rows[0][0], lifecycle.polled(r, NOW + 1).to_bytes())  # polled: next in 1 s
-    assert await sweep.run_once() == 1  # due again (NOW + 2 > NOW + 1), and asked at once
+    table = OneLinkSweep(r)
+    assert await table.sweep.run_once() == 1
+    table.now += 2
+    assert await table.sweep.run_once() == 0  # asked, not done yet: not asked twice
+    table.record = lifecycle.polled(r, NOW + 1)  # polled: next in 1 s
+    assert await table.sweep.run_once() == 1  # due again (NOW + 2 > NOW + 1), and asked at once
 
 
 async def test_a_link_whose_poll_was_lost_is_asked_again_within_a_few_poll_intervals() -> None:
@@ -569,25 +579,13 @@ async def test_a_link_whose_poll_was_lost_is_asked_again_within_a_few_poll_inter
     assert resend_after(1.0) == 10.0 and resend_after(30.0) == 120.0  # the default policy
     assert resend_after(3600.0) == 120.0 and resend_after(5.0) == 20.0
     r = replace(created_record("revolut", ("processing", 0)), next_poll_at=NOW - 1)
-    rows = [(r.reference.encode(), r.to_bytes())]
-    sent: list[bytes] = []
-
-    def items(partition: int, after: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
-        return [row for row in rows if after is None or row[0] > after][:limit]
-
-    async def send(key: bytes, value: bytes, partition: int) -> None:
-        sent.append(key)
-
-    clock = [NOW]
-    sweep = PollSweep(items=items, owned_partitions=lambda: [0], send=send, providers=PROVIDERS,
-                      limits=SweepLimits(resend_after_s=resend_after(1.0)),
-                      clock=lambda: clock[0])
-    assert await sweep.run_once() == 1
-    clock[0] += 9.5
-    assert await sweep.run_once() == 0  # the record shows no poll yet: maybe only late
-    clock[0] += 1
-    assert await sweep.run_once() == 1  # 10.5 s on, still no poll: it was lost, ask again
-    assert len(sent) == 2
+    table = OneLinkSweep(r, SweepLimits(resend_after_s=resend_after(1.0)))
+    assert await table.sweep.run_once() == 1
+    table.now += 9.5
+    assert await table.sweep.run_once() == 0  # the record shows no poll yet: maybe only late
+    table.now += 1
+    assert await table.sweep.run_once() == 1  # 10.5 s on, still no poll: lost, ask again
+    assert len(table.sent) == 2
 
 
 async def test_the_sweep_gives_every_link_its_turn_and_a_rebalance_keeps_its_place() -> None:
