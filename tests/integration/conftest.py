@@ -84,14 +84,17 @@ def utc_stamp(seconds_from_now: float = 0.0) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds_from_now))
 
 
-def skip_history(env: dict[str, str]) -> None:
-    """Start a new consumer group at the end of every topic it reads (through
-    ``python -m streams replay``), so its worker handles this test's records only, not
-    every earlier module's on the shared broker."""
+WORKER_TOPICS = ("requested", "routed", "reports", "cancel-requested")
+
+
+def skip_history(env: dict[str, str], topics: tuple[str, ...] = WORKER_TOPICS) -> None:
+    """Move the group of ``env`` to the end of ``topics`` (through ``python -m streams
+    replay``, as an operator would): by default every topic a worker reads, so a new
+    group's worker handles this test's records only, not every earlier module's on the
+    shared broker."""
     done = subprocess.run(
         [sys.executable, "-m", "streams", "replay", "--to-datetime", utc_stamp(1),
-         "--topic", "requested", "--topic", "routed", "--topic", "reports",
-         "--topic", "cancel-requested", "--execute"],
+         *(arg for topic in topics for arg in ("--topic", topic)), "--execute"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
         stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr

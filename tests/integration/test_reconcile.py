@@ -41,7 +41,12 @@ from streams.devkit.broker import Broker
 from streams.devkit.harness import REPO_ROOT, TOPICS, OutcomeReader, WorkerProcess, produce
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import DEMO_MERCHANTS, key_of, mixed_records, valid_request
-from tests.integration.conftest import every_provider_worker, skip_history, utc_stamp
+from tests.integration.conftest import (
+    every_provider_worker,
+    running_from_topics_end,
+    skip_history,
+    utc_stamp,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -113,9 +118,7 @@ def scene(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     since = utc_stamp(-1)
     with SimulatorFleet(latency_ms=2, jitter_ms=1) as fleet:
         worker = every_provider_worker(broker, fleet, workdir, f"payout-links-reconcile-{run}")
-        try:
-            skip_history(worker.env)
-            worker.start()
+        with running_from_topics_end(worker):
             records = [(k, v) for k, v, kind in mixed_records(60, run=run, invalid_every=29,
                                                              garbage_at=(45,))]
             traffic = [k.decode() for k, _, kind in mixed_records(60, run=run, invalid_every=29,
@@ -127,15 +130,8 @@ def scene(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             env = {**worker.env}
             # The planted requests are skipped, as an operator's offset move skips them:
             # the restarted worker will not read them (they are lost, or orphaned).
-            skip = subprocess.run(
-                [sys.executable, "-m", "streams", "replay", "--to-datetime",
-                 utc_stamp(1),
-                 "--topic", "requested", "--execute"],
-                cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-            assert skip.returncode == 0, skip.stdout + skip.stderr
+            skip_history(env, topics=("requested",))
             yield Scene(env, since, fleet, worker, planted, traffic, workdir / "report")
-        finally:
-            worker.stop()
 
 
 async def _settle(bootstrap: str, records: list[tuple[bytes, bytes]], keys: list[str]) -> None:

@@ -28,7 +28,7 @@ from streams.devkit.broker import Broker
 from streams.devkit.harness import REPO_ROOT, TOPICS, WorkerProcess, produce
 from streams.devkit.sims.fleet import SimulatorFleet
 from streams.devkit.traffic import mixed_records
-from tests.integration.conftest import every_provider_worker, skip_history, utc_stamp
+from tests.integration.conftest import every_provider_worker, running_from_topics_end, utc_stamp
 
 pytestmark = pytest.mark.timeout(600)
 OUTCOMES = (TOPICS.created, TOPICS.failed, TOPICS.dead_letter)
@@ -90,9 +90,7 @@ def settled_run(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Ite
     started = utc_stamp(-1)
     with SimulatorFleet(latency_ms=2, jitter_ms=1) as fleet:
         worker = every_provider_worker(broker, fleet, workdir, f"payout-links-replay-{run}")
-        try:
-            skip_history(worker.env)
-            worker.start()
+        with running_from_topics_end(worker):
             records = [(k, v) for k, v, _ in mixed_records(40, run=run, invalid_every=13,
                                                            garbage_at=())]
             headers = [("traceparent", b"00-abc-def-01")]
@@ -106,8 +104,6 @@ def settled_run(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
             assert asyncio.run(wait_for(all_answered, 120)), worker.log_tail()
             yield Run(run, started, dict(worker.env), worker, fleet, garbage)
-        finally:
-            worker.stop()
 
 
 async def _produce_with_headers(bootstrap: str, key: bytes, value: bytes,
