@@ -206,7 +206,8 @@ class Settings(BaseModel):
         "PAYOUT_REVERSAL_WATCH_S",
         "how long a paid-out link that a reversal could still undo (each provider's "
         "lifecycle names those statuses, e.g. Prism `SUCCESS`) is still polled (the "
-        "provider's webhook tells a reversal; the poll is for a lost one)", 7 * 86400.0, shown="604800")
+        "provider's webhook tells a reversal; the poll is for a lost one)", 7 * 86400.0,
+        shown="604800")
     reversal_poll_s: Seconds = variable("PAYOUT_REVERSAL_POLL_S",
                                    "how often such a link is polled", 6 * 3600.0, shown="21600")
     # Links whose handling failed after a provider call may have been made stay

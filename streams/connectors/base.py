@@ -105,9 +105,10 @@ class LinkLifecycle(Protocol):
     ``position`` orders reports: a report changes a link only when its position is
     greater than the stored one. A provider's legal back-edges (a link that goes back to
     ``issued`` when a payout fails or is reversed) are positions that are *greater*,
-    because the provider's own data tells them apart (an attempt counter). So any order of the same reports ends in the same state, and a
-    duplicate or stale report changes nothing. ``None``: a status this code does not
-    know; the report is ignored (and logged), never guessed into an order.
+    because the provider's own data tells them apart (an attempt counter). So any order
+    of the same reports ends in the same state, and a duplicate or stale report changes
+    nothing. ``None``: a status this code does not know; the report is ignored (and
+    logged), never guessed into an order.
     """
 
     def position(self, report: StatusReport) -> tuple[int, int] | None: ...

@@ -4,8 +4,9 @@ A reconciliation compares our topics with each provider's own record. Every prov
 answers a per-reference question through its lookup (``ProviderClient.lookup``: the
 link our reference names, or proof of absence). A provider that can list the links
 created in a time window (each pages its own way: see its package's ``ledger.py``)
-also implements :class:`LinkListing`, one page per call, so the caller owns paging, retries and the rate limit; the page's
-items are the links carrying one of our references, parsed by the provider's package.
+also implements :class:`LinkListing`, one page per call, so the caller owns paging,
+retries and the rate limit; the page's items are the links carrying one of our
+references, parsed by the provider's package.
 """
 from __future__ import annotations
 

@@ -102,8 +102,9 @@ class Provider(Protocol):
     def circuit(self, account: Any) -> str:
         """Which circuit breaker a merchant's calls count against: what fails together.
 
-        One per provider for a provider that is one service; Prism fronts many connectors, and one connector answering 5xx must not
-        open the circuit for merchants routed through the others.
+        One per provider for a provider that is one service; Prism fronts many
+        connectors, and one connector answering 5xx must not open the circuit for
+        merchants routed through the others.
         """
 
     def unsupported(self, request: Mapping[str, Any], now: float) -> Unsupported | None:
